@@ -1,0 +1,37 @@
+"""The ``lococourse`` command line: one subcommand per job, each implemented in its own module.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; register it in
+``SUBCOMMANDS`` below (name → module path, one-line help).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "verify-theory": ("lococourse.theory", "check Lemmas 1-3 and Theorem 1 numerically on random MoLRG instances"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lococourse", description="LOCO Edit course toolkit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
