@@ -1,0 +1,100 @@
+"""Figure 2 of Chen et al. (2024) for any PMP: rank ratio of J vs t, and local linearity vs λ.
+
+(a) rank ratio = numerical rank (eq. 10, η = 0.99) of J_{θ,t}(x_t) over the ambient dimension d,
+    averaged over several x_t, at each t;
+(b) norm ratio ‖f(x_t + λΔx)‖/‖l(x_t; λΔx)‖ and cosine between them (eq. 4), against λ, at one t.
+
+The model is given as ``pmp_at(t) -> PMP`` and the points as ``points_at(t) -> x_t`` of shape
+(n, *S): noised data, a DDIM trajectory (Appendix D.1), or anything else.  Pure compute: plots live
+in :mod:`lococourse.viz`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .jacobian import MAX_DENSE_ENTRIES, dense_jacobian, local_linearity, numerical_rank
+from .schedule import check_t
+
+__all__ = ["RankCurve", "LinearityCurve", "rank_curve", "linearity_curve"]
+
+
+@dataclass
+class RankCurve:
+    ts: np.ndarray  # (n_t,)
+    ranks: np.ndarray  # (n_t, n_points): numerical rank (eq. 10) of each J
+    d: int
+    eta: float
+    spectra: list = field(default_factory=list)  # per t: (n_points, d) singular values
+
+    @property
+    def rank_ratio(self) -> np.ndarray:
+        """Mean rank ratio per t, shape (n_t,)."""
+        return self.ranks.mean(axis=1) / self.d
+
+    def minimum(self) -> tuple[float, float]:
+        """(smallest mean rank ratio, the t where it occurs)."""
+        i = int(np.argmin(self.rank_ratio))
+        return float(self.rank_ratio[i]), float(self.ts[i])
+
+    def as_dict(self) -> dict:
+        return {"t": self.ts.tolist(), "rank_ratio": self.rank_ratio.round(6).tolist(),
+                "rank_mean": self.ranks.mean(1).round(3).tolist(), "d": self.d, "eta": self.eta}
+
+
+@dataclass
+class LinearityCurve:
+    t: float
+    lambdas: np.ndarray  # (L,)
+    norm_ratio: np.ndarray  # (n_points, L)
+    cosine: np.ndarray  # (n_points, L)
+    error: np.ndarray  # (n_points, L)
+
+    def as_dict(self) -> dict:
+        return {"t": self.t, "lambda": self.lambdas.tolist(),
+                "norm_ratio": self.norm_ratio.mean(0).round(6).tolist(),
+                "cosine": self.cosine.mean(0).round(6).tolist(),
+                "error": self.error.mean(0).round(6).tolist()}
+
+
+def rank_curve(pmp_at: Callable[[float], Callable], points_at: Callable[[float], torch.Tensor], ts: Sequence[float],
+               eta: float = 0.99, keep_spectra: bool = False, max_entries: int = MAX_DENSE_ENTRIES,
+               progress: bool = True) -> RankCurve:
+    """Figure 2(a): numerical rank (eq. 10) of the dense PMP Jacobian at each t, for each point x_t."""
+    ts = [float(t) for t in ts]
+    check_t(ts)
+    ranks, spectra, d = [], [], None
+    bar = tqdm(total=len(ts), desc="rank curve", disable=not progress)
+    for t in ts:
+        f, X = pmp_at(t), points_at(t)
+        row, spec = [], []
+        for x in X:
+            J = dense_jacobian(f, x, max_entries=max_entries)
+            S = torch.linalg.svdvals(J.double())
+            d = J.shape[1]
+            row.append(numerical_rank(S, eta))
+            if keep_spectra:
+                spec.append(S.numpy())
+        ranks.append(row)
+        spectra.append(np.stack(spec) if keep_spectra else None)
+        bar.update(1)
+    bar.close()
+    return RankCurve(np.array(ts), np.array(ranks, dtype=float), int(d), eta, spectra if keep_spectra else [])
+
+
+def linearity_curve(f: Callable, X: torch.Tensor, lambdas: Sequence[float], seed: int = 0,
+                    directions: torch.Tensor | None = None) -> LinearityCurve:
+    """Figure 2(b): eq. 4 diagnostics at each x_t in X (n, *S) along seeded random unit directions Δx."""
+    if directions is None:
+        g = torch.Generator().manual_seed(seed)
+        directions = torch.randn(X.shape, generator=g, dtype=torch.float64).to(X.dtype)
+    if directions.shape != X.shape:
+        raise ValueError(f"directions must have the shape of X {tuple(X.shape)}; got {tuple(directions.shape)}")
+    res = [local_linearity(f, x, dx, lambdas) for x, dx in zip(X, directions)]
+    return LinearityCurve(float(getattr(f, "t", float("nan"))), res[0].lambdas.numpy(),
+                          np.stack([r.norm_ratio.numpy() for r in res]), np.stack([r.cosine.numpy() for r in res]),
+                          np.stack([r.error.numpy() for r in res]))
