@@ -11,6 +11,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify-theory": ("lococourse.theory", "check Lemmas 1-3 and Theorem 1 numerically on random MoLRG instances"),
+    "models": ("lococourse.commands.models", "list the registered models and whether each is available here"),
 }
 
 
