@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify-theory": ("lococourse.theory", "check Lemmas 1-3 and Theorem 1 numerically on random MoLRG instances"),
     "models": ("lococourse.commands.models", "list the registered models and whether each is available here"),
+    "rank-curve": ("lococourse.commands.rank_curve", "Figure 2 for a model: rank ratio vs t, linearity vs λ (PNG + numbers)"),
 }
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .jacobian import MAX_DENSE_ENTRIES, dense_jacobian, local_linearity, numerical_rank
 from .schedule import check_t
 
-__all__ = ["RankCurve", "LinearityCurve", "rank_curve", "linearity_curve"]
+__all__ = ["RankCurve", "LinearityCurve", "rank_curve", "linearity_curve", "ddim_trajectory_points"]
 
 
 @dataclass
@@ -98,3 +98,23 @@ def linearity_curve(f: Callable, X: torch.Tensor, lambdas: Sequence[float], seed
     return LinearityCurve(float(getattr(f, "t", float("nan"))), res[0].lambdas.numpy(),
                           np.stack([r.norm_ratio.numpy() for r in res]), np.stack([r.cosine.numpy() for r in res]),
                           np.stack([r.error.numpy() for r in res]))
+
+
+def ddim_trajectory_points(eps_model, shape, n: int = 3, seed: int = 0, grid=None) -> Callable[[float], torch.Tensor]:
+    """x_t along DDIM sampling trajectories from n seeded noises (Appendix D.1): returns t ↦ x_t (n, *S).
+
+    One 100-step DDIM run from t = 1; each requested t gets the trajectory's grid level nearest to it.
+    """
+    from .ddim import ddim_grid, ddim_sample
+
+    grid = ddim_grid() if grid is None else grid
+    g = torch.Generator().manual_seed(seed)
+    x_T = torch.randn((n, *shape), generator=g)
+    j_top = grid.num_steps
+    _, traj = ddim_sample(eps_model, x_T, float(grid.t[j_top]), 0.0, grid=grid, return_trajectory=True)
+    # traj[i] is at level j_top − i
+
+    def points_at(t: float) -> torch.Tensor:
+        return traj[j_top - grid.index(t)]
+
+    return points_at

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = ["ModelSpec", "ModelNotAvailableError", "HUB_MODELS", "course_models", "all_models", "get_spec",
-           "availability", "load_unet", "ASSETS"]
+           "availability", "load_unet", "load_model", "LoadedModel", "ASSETS"]
 
 ASSETS = Path(__file__).parent / "assets" / "models"
 HUB_HOST = "huggingface.co"
@@ -152,7 +152,7 @@ def load_unet(name_or_path: str, torch_dtype=None):
 
     spec = get_spec(name_or_path)
     cls = UNet2DModel if spec.family == "unet2d" else UNet2DConditionModel
-    kw = {"use_safetensors": True}
+    kw = {"use_safetensors": True, "low_cpu_mem_usage": False}
     if torch_dtype is not None:
         kw["torch_dtype"] = torch_dtype
     if spec.subfolder:
@@ -173,3 +173,50 @@ def load_unet(name_or_path: str, torch_dtype=None):
                                      f"{_how_to_get(spec) if spec.kind == 'hub' else ''}") from e
     unet.requires_grad_(False).eval()
     return unet
+
+
+def _prediction_type_of(spec: ModelSpec, unet) -> str:
+    """The model's parameterisation: the course card, else a scheduler config beside the weights, else ε."""
+    if "prediction_type" in spec.extra:
+        return spec.extra["prediction_type"]
+    for cand in (Path(spec.source) / "scheduler_config.json", Path(spec.source) / "scheduler" / "scheduler_config.json"):
+        if cand.exists():
+            return json.loads(cand.read_text()).get("prediction_type", "epsilon")
+    return "epsilon"
+
+
+@dataclass
+class LoadedModel:
+    """A loaded pixel-space model with what the course needs of it: its PMP at any t and its ε-model."""
+
+    spec: ModelSpec
+    unet: object
+    prediction_type: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c = self.unet.config
+        size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
+        return (c.in_channels, size, size)
+
+    def pmp(self, t):
+        """The PMP x_t ↦ x̂₀ at time t (eq. 2)."""
+        from .adapters import UNetPMP
+
+        return UNetPMP(self.unet, t, self.prediction_type)
+
+    def eps_model(self):
+        """The ε-model (x, timestep) ↦ ε̂ for DDIM."""
+        from .adapters import UNetEps
+
+        return UNetEps(self.unet, self.prediction_type)
+
+
+def load_model(name_or_path: str, torch_dtype=None) -> LoadedModel:
+    """Load a registered pixel-space model (course, hub ``unet2d`` or a local folder) by name."""
+    spec = get_spec(name_or_path)
+    if spec.family != "unet2d":
+        raise ValueError(f"model {spec.name!r} is a {spec.family!r} text-to-image model; "
+                         "load_model() handles unconditional pixel-space models (family 'unet2d')")
+    unet = load_unet(name_or_path, torch_dtype)
+    return LoadedModel(spec, unet, _prediction_type_of(spec, unet))
