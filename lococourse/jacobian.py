@@ -256,6 +256,20 @@ def _sign_fix(U: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return U * s, V * s
 
 
+def _warm_start(V0, shape_in: tuple, d_in: int, dtype: torch.dtype) -> torch.Tensor:
+    """A warm start as a d_in × k matrix: from a d_in × k matrix (``TopSVD.V``) or k directions (k, *S_in)."""
+    V0 = torch.as_tensor(V0)
+    if V0.dim() == 2 and V0.shape[0] == d_in:
+        V = V0
+    elif V0.dim() == len(shape_in) + 1 and tuple(V0.shape[1:]) == tuple(shape_in):
+        V = V0.reshape(V0.shape[0], d_in).T  # batch-first directions are columns of V
+    else:
+        raise ValueError(f"V0 must be a d_in × k matrix (d_in = {d_in}) or k directions of shape "
+                         f"(k, *{tuple(shape_in)}); got {tuple(V0.shape)}")
+    check_finite(V, "V0")
+    return V.to(dtype)
+
+
 def power_method(
     f: PMP | JacobianOperator,
     x: torch.Tensor | None = None,
@@ -278,6 +292,8 @@ def power_method(
     Stopping, with δ_i the sine of the largest principal angle between successive top-k bases:
     ``stop="step"`` stops when δ_i < tol; ``stop="tail"`` (default) estimates the distance still to
     go from the observed contraction ρ = δ_i/δ_{i−1} as δ_i ρ/(1 − ρ) and stops when that is < tol.
+    ``V0`` (warm start) is a d_in × k' matrix such as a previous ``TopSVD.V``, or k' directions of shape
+    (k', *S_in); k' < k + oversample is padded with seeded random columns.
     ``oversample`` extra columns speed convergence from (σ_{k+1}/σ_k)² to (σ_{k+p+1}/σ_k)² per step.
     """
     op = f if isinstance(f, JacobianOperator) else JacobianOperator(f, x)
@@ -295,7 +311,7 @@ def power_method(
         g = torch.Generator().manual_seed(seed)
         V = torch.randn(d_in, p, generator=g, dtype=torch.float64).to(dtype)
     else:
-        V = torch.as_tensor(V0, dtype=dtype).reshape(d_in, -1)
+        V = _warm_start(V0, op.shape_in, d_in, dtype)
         if V.shape[1] < p:  # pad a warm start with seeded random columns
             g = torch.Generator().manual_seed(seed)
             V = torch.cat([V, torch.randn(d_in, p - V.shape[1], generator=g, dtype=torch.float64).to(dtype)], 1)
