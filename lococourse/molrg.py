@@ -239,6 +239,16 @@ class MoLRG:
         return self._unflat(w @ x0, single)
 
     # ------------------------------------------------------------------ the PMP
+    @property
+    def name(self) -> str:
+        return f"MoLRG(shape={self.shape}, ranks={self.ranks})"
+
+    def eps_model(self):
+        """The exact ε-model (x, timestep) ↦ E[ε|x_t] for DDIM (:class:`lococourse.ddim.MoLRGEps`)."""
+        from .ddim import MoLRGEps
+
+        return MoLRGEps(self)
+
     def pmp(self, t, rule: Rule = "bayes") -> "MoLRGPMP":
         """The exact posterior-mean predictor x_t ↦ E[x₀|x_t] at time t, as a batched callable."""
         check_t(t)
