@@ -39,16 +39,17 @@ def psnr_outside(original: torch.Tensor, edited: torch.Tensor, mask: torch.Tenso
 
 
 def ssim_outside(original: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor, data_range: float = 2.0) -> float:
-    """Mean SSIM (scikit-image's local SSIM map, 7×7 windows) over the pixels outside Ω."""
+    """SSIM (scikit-image, 7×7 windows) between the original and the edited image with Ω pasted back
+    from the original — so only changes outside Ω count, and windows straddling the border see no
+    change from inside Ω."""
     from skimage.metrics import structural_similarity
 
     a, b, m = _pair(original, edited, mask)
     if a.dim() != 3:
         raise ValueError(f"ssim_outside takes single images (C, H, W); got {tuple(a.shape)}")
     win = min(7, *(s if s % 2 else s - 1 for s in a.shape[-2:]))
-    _, smap = structural_similarity(a.numpy(), b.numpy(), data_range=data_range, channel_axis=0, full=True,
-                                    win_size=win)
-    return float(smap.mean(0)[~m.numpy()].mean())
+    b = torch.where(m, a, b)
+    return float(structural_similarity(a.numpy(), b.numpy(), data_range=data_range, channel_axis=0, win_size=win))
 
 
 def linearity_r2(strengths: Sequence[float], changes: np.ndarray) -> float:
