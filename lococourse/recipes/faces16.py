@@ -1,0 +1,24 @@
+"""Recipe ``faces16``: x₀-prediction DDPM on 16×16 procedural cartoon faces (d = 768).
+
+    python -m lococourse.recipes.faces16 [--out DIR] [--work DIR] [--time-limit S]
+"""
+from __future__ import annotations
+
+from ..synthetic.faces import face_sampler
+from .common import recipe_main
+from .faces32 import config as _faces_config
+
+
+def config(**kw):
+    kw.setdefault("steps", 2000)
+    kw.setdefault("batch_size", 64)
+    return _faces_config(size=16, name=kw.pop("name", "faces16"), **kw)
+
+
+def make():
+    cfg = config()
+    return cfg, face_sampler(16), {}
+
+
+if __name__ == "__main__":
+    recipe_main(make, module=__spec__.name)

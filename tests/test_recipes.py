@@ -1,0 +1,156 @@
+"""Recipes and the shipped course models: loadable, and their cards match their files."""
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from lococourse.recipes import common
+from lococourse.recipes.common import ASSETS, WEIGHTS, file_sha256, list_models
+from lococourse.schedule import SCHEDULE
+
+MODELS = list_models()
+
+
+def test_some_models_are_shipped_and_small():
+    assert {"molrg_d48", "molrg_d192"} <= set(MODELS) and any(m.startswith("faces") for m in MODELS)
+    total = sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file())
+    assert total <= 25e6, f"the course models take {total / 1e6:.1f} MB > 25 MB"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shipped_model_loads_and_card_matches(name):
+    from diffusers import UNet2DModel
+
+    path = ASSETS / name
+    card = json.loads((path / "card.json").read_text())
+    unet = UNet2DModel.from_pretrained(path)
+    assert card["name"] == name
+    assert sum(p.numel() for p in unet.parameters()) == card["params"]
+    assert (path / WEIGHTS).stat().st_size == card["weights_bytes"]
+    assert file_sha256(path / WEIGHTS) == card["weights_sha256"]
+    assert list(unet.config.block_out_channels) == list(card["architecture"]["block_out_channels"])
+    assert unet.config.sample_size == card["architecture"]["sample_size"] == card["shape"][1]
+    assert unet.config.in_channels == card["shape"][0]
+    assert card["steps"] == card["steps_planned"] == card["train"]["steps"]
+    assert card["final_loss"] == card["loss_curve"][-1][1]
+    assert card["prediction_type"] in ("epsilon", "v_prediction", "sample")
+    rr = card["rank_ratio"]
+    assert rr["d"] == card["shape"][0] * card["shape"][1] * card["shape"][2]
+    assert len(rr["t"]) == len(rr["rank_ratio"]) == len(rr["numerical_rank"]) == len(rr["timestep"])
+    for r, nr in zip(rr["rank_ratio"], rr["numerical_rank"]):
+        assert r == pytest.approx(nr / rr["d"])
+    mid = [r for t, r in zip(rr["t"], rr["rank_ratio"]) if 0.2 - 1e-9 <= t <= 0.8 + 1e-9]
+    assert card["min_rank_ratio"] == pytest.approx(min(mid)) and card["low_rank"] == (min(mid) < 0.1)
+    assert (path / "samples.png").exists() and (path / "README.md").exists()
+    for f in card["extra_files"]:
+        assert (path / f).exists()
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m.startswith("molrg")])
+def test_molrg_model_ships_its_exact_model(name):
+    from lococourse.synthetic import load_molrg
+
+    card = common.load_card(name)
+    m = load_molrg(ASSETS / name / card["data"]["bases_file"])
+    assert list(m.shape) == card["shape"] and m.ranks == card["data"]["ranks"]
+    from lococourse.synthetic import molrg_image_model
+
+    ref = molrg_image_model(card["shape"], card["data"]["ranks"], seed=card["data"]["basis_seed"])
+    assert all(torch.equal(a, b) for a, b in zip(m.bases, ref.bases))  # the recipe's seed rebuilds the bases
+
+
+def test_x0_from_output_against_tweedie():
+    """ε-, v- and x₀-parametrisations of the exact MoLRG give the same posterior mean (oracle: MoLRG)."""
+    from lococourse.synthetic import molrg_image_model
+
+    m = molrg_image_model((3, 4, 4), (2, 3), seed=1)
+    k = 400
+    t = float(SCHEDULE.t_of_timestep(k))
+    ab = SCHEDULE.alphas_cumprod[k]
+    x0, _ = m.sample(4, torch.Generator().manual_seed(0))
+    xt, _ = m.noise(x0, t, torch.Generator().manual_seed(1))
+    mean = m.posterior_mean(xt, t)
+    eps = m.eps(xt, t)
+    v = ab.sqrt() * eps - (1 - ab).sqrt() * mean
+    for pt, out in (("epsilon", eps), ("v_prediction", v), ("sample", mean)):
+        assert torch.allclose(common._x0_from_output(out, xt, ab, pt), mean, atol=1e-10)
+    with pytest.raises(ValueError, match="prediction_type"):
+        common._x0_from_output(eps, xt, ab, "score")
+
+
+def _tiny(cfg):
+    cfg.train = replace(cfg.train, steps=3, batch_size=4, checkpoint_every=2)
+    return replace(cfg, rank_ts=(0.5,), rank_points=1, n_samples=4, sample_steps=3)
+
+
+def test_molrg_recipe_end_to_end(tmp_path):
+    from lococourse.recipes import molrg_d48
+
+    cfg, sampler, kw = molrg_d48.make_from(_tiny(molrg_d48.config()))
+    card = common.run_recipe(cfg, sampler, tmp_path / "out", tmp_path / "work", recipe="test", log=lambda s: None, **kw)
+    out = tmp_path / "out"
+    assert {"config.json", WEIGHTS, "card.json", "README.md", "samples.png", "molrg_bases.safetensors"} <= {
+        p.name for p in out.iterdir()}
+    assert card["steps"] == 3 and card["rank_ratio"]["d"] == 48 and len(card["rank_ratio"]["exact_rank_ratio"]) == 1
+    unet, loaded = common.load_model(out)
+    assert loaded["weights_sha256"] == file_sha256(out / WEIGHTS)
+
+
+def test_faces_recipe_cli_resumes(tmp_path):
+    from lococourse.recipes import faces16
+
+    def make():
+        cfg = _tiny(faces16.config(channels=(8, 16)))
+        from lococourse.synthetic import face_sampler
+        return cfg, face_sampler(16), {}
+
+    args = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--skip-eval"]
+    logs = []
+    card = common.recipe_main(make, args + ["--steps", "2"], module="test")
+    assert card["steps"] == 2
+    # a different config in the same work directory is refused ...
+    with pytest.raises(ValueError, match="another config"):
+        common.recipe_main(make, args + ["--steps", "4"], module="test")
+    # ... but an interrupted run resumes where it stopped
+    cfg, sampler, _ = make()
+    cfg.train.steps = 2
+    from lococourse.train import train
+    s = train(cfg.train, sampler, tmp_path / "work", log=logs.append)
+    assert s["steps"] == 2 and any("resumed" in m for m in logs)
+    img = Path(tmp_path / "out" / "samples.png")
+    assert img.exists()
+
+
+def test_batched_jacobian_matches_dense_jacobian():
+    """Oracle: lococourse.jacobian.dense_jacobian (vmapped VJPs) on a tiny random UNet."""
+    from lococourse.jacobian import dense_jacobian
+    from lococourse.train import UNetConfig, build_unet
+
+    unet = build_unet(UNetConfig(sample_size=4, block_out_channels=(8, 16), down_block_types=("DownBlock2D",) * 2,
+                                 up_block_types=("UpBlock2D",) * 2)).eval().requires_grad_(False)
+    f = common.pmp_of(unet, "epsilon", 300)
+    x = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(0))
+    J = common.batched_jacobian(f, x, chunk_size=20)
+    assert J.shape == (48, 48)
+    assert torch.allclose(J, dense_jacobian(f, x), atol=1e-5)
+
+
+def test_ddim_sampler_with_the_exact_pmp_lands_on_the_subspaces():
+    """Oracle: DDIM driven by the exact MoLRG posterior mean (as an x₀-predictor) ends in the union of subspaces."""
+    from types import SimpleNamespace
+
+    from lococourse.synthetic import molrg_image_model
+
+    m = molrg_image_model((3, 4, 4), (3, 5), seed=2)
+
+    def exact_unet(x, k):
+        t = float(SCHEDULE.t_of_timestep(int(k[0])))
+        return SimpleNamespace(sample=m.posterior_mean(x.double(), t).float())
+
+    x = common.ddim_sample(exact_unet, "sample", 16, (3, 4, 4), steps=25, seed=0)
+    assert x.shape == (16, 3, 4, 4)
+    fit = common.subspace_fit(x, m)
+    assert fit.min() > 0.999
+    assert common.subspace_fit(torch.randn(16, 3, 4, 4), m).mean() < 0.6  # noise does not fit
