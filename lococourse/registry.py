@@ -75,11 +75,14 @@ def course_models() -> dict[str, ModelSpec]:
     for card in sorted(ASSETS.glob("*/card.json")):
         c = json.loads(card.read_text())
         name = c.get("name", card.parent.name)
+        shape = c.get("shape") or [c.get("channels", 3), c.get("resolution"), c.get("resolution")]
+        data = c.get("data", "")
+        notes = data.get("generator", "") if isinstance(data, dict) else str(data)
         out[name] = ModelSpec(
-            name=name, source=str(card.parent), kind="course", family="unet2d",
-            resolution=int(c.get("resolution") or c.get("sample_size")), channels=int(c.get("channels", 3)),
-            edit_t=c.get("edit_t"), strength=tuple(c.get("strength", (-15.0, 15.0))), notes=c.get("data", ""),
-            extra={k: c[k] for k in ("prediction_type", "params", "steps") if k in c},
+            name=name, source=str(card.parent), kind="course", family="unet2d", resolution=int(shape[-1]),
+            channels=int(shape[0]), edit_t=c.get("edit_t", 0.6 if "faces" in name else None),
+            strength=tuple(c.get("strength", (-15.0, 15.0))), notes=notes,
+            extra={k: c[k] for k in ("prediction_type", "params", "steps", "min_rank_ratio", "argmin_t") if k in c},
         )
     return out
 

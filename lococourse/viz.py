@@ -439,3 +439,23 @@ def linearity_dashboard(sweep: LinearitySweep, li: LinearizedImages) -> Figure:
         ax.set_yticks([])
     bottom.suptitle(f"t = {li.t:g}, λ = {li.lam:g}, Δx {sweep.direction}: ‖f − l‖/‖f(x_t + λΔx)‖ = {li.rel_error:.2e}", fontsize=10)
     return fig
+
+
+# ---------------------------------------------------------------------------------------- Figure 2 for any model
+def figure2_panels(results: Sequence[Mapping] | Mapping) -> Figure:
+    """The paper's Figure 2 from ``lococourse.commands.rank_curve.compute`` results (one or several models):
+    (a) rank ratio vs t (log scale, the 0.1 line), (b) norm ratio and cosine vs λ at the linearity t."""
+    results = [results] if isinstance(results, Mapping) else list(results)
+    fig, (ax_a, ax_n, ax_c) = new_figure(1, 3, width=3.8)
+    for k, res in enumerate(results):
+        rc, lin, c = res["rank_curve"], res["linearity"], _class_color(k)
+        ax_a.plot(rc["t"], rc["rank_ratio"], "o-", color=c, label=f"{res['model']} (d = {res['d']})")
+        ax_n.plot(lin["lambda"], lin["norm_ratio"], "o-", color=c, label=res["model"])
+        ax_c.plot(lin["lambda"], lin["cosine"], "o-", color=c, label=res["model"])
+    ax_a.axhline(0.1, color="grey", ls="--", lw=1)
+    ax_a.set(yscale="log", xlabel="t", ylabel="rank ratio (eq. 10, η = 0.99)", title="(a) low rank of J")
+    t_lin = results[0]["linearity"]["t"]
+    ax_n.set(xlabel="λ", ylabel="‖f(x+λΔx)‖ / ‖l(x;λΔx)‖", title=f"(b) norm ratio, t = {t_lin:.2f}")
+    ax_c.set(xlabel="λ", ylabel="cos(f(x+λΔx), l(x;λΔx))", title=f"(b) cosine, t = {t_lin:.2f}")
+    ax_a.legend(fontsize=8)
+    return fig
