@@ -13,6 +13,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify-theory": ("lococourse.theory", "check Lemmas 1-3 and Theorem 1 numerically on random MoLRG instances"),
     "models": ("lococourse.commands.models", "list the registered models and whether each is available here"),
     "rank-curve": ("lococourse.commands.rank_curve", "Figure 2 for a model: rank ratio vs t, linearity vs λ (PNG + numbers)"),
+    "edit": ("lococourse.commands.edit", "LOCO Edit (Algorithm 1) of one image: edited PNG + the direction, saved"),
+    "transfer": ("lococourse.commands.transfer", "apply a saved editing direction to another image"),
+    "t-edit": ("lococourse.commands.t_edit", "T-LOCO Edit (Algorithms 3-4) of a text-to-image sample: edited PNG + direction"),
+    "doctor": ("lococourse.doctor", "check this environment for the course (versions, GPU, hub, models, widgets) and say what to fix"),
 }
 
 
