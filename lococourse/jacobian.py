@@ -56,9 +56,15 @@ class JacobianOperator:
     (through ``torch.func.linearize`` by default, which traces the tangent map once and then
     reuses it); ``rmv(U)`` is Jᵀ·U for k covectors in one batched VJP that reuses the stored
     backward graph.  Parameters of an ``nn.Module`` PMP should be frozen (``requires_grad_(False)``).
+
+    ``forward_mode``: ``"linearize"`` (cheapest J·V per call, but the trace costs seconds for a
+    UNet: worth it only for many calls), ``"jvp"`` (forward-mode AD each call, forward pass
+    included), or ``"transpose"`` (J·V as the VJP of the linear map u ↦ Jᵀu held by the stored
+    backward graph, a double backward: no forward-mode AD and no trace; needs twice-differentiable
+    ops).  See benchmarks/README.md for timings.
     """
 
-    def __init__(self, f: PMP, x: torch.Tensor, forward_mode: Literal["linearize", "jvp"] = "linearize"):
+    def __init__(self, f: PMP, x: torch.Tensor, forward_mode: Literal["linearize", "jvp", "transpose"] = "linearize"):
         x = _check_point(x)
         self.f, self.x = f, x
         g = _single(f)
@@ -70,8 +76,11 @@ class JacobianOperator:
                 _, self._jvp_fn = _linearize(g, x)
         elif forward_mode == "jvp":
             self._jvp_fn = lambda v: _jvp(g, (x,), (v,))[1]
+        elif forward_mode == "transpose":  # u ↦ Jᵀu is linear, so its VJP (at any u) is v ↦ J v
+            _, transposed = _vjp(lambda u: self._vjp_fn(u)[0], torch.zeros_like(self.y))
+            self._jvp_fn = lambda v: transposed(v)[0]
         else:
-            raise ValueError(f"forward_mode must be 'linearize' or 'jvp'; got {forward_mode!r}")
+            raise ValueError(f"forward_mode must be 'linearize' or 'jvp' or 'transpose'; got {forward_mode!r}")
         self.shape_in, self.shape_out = tuple(x.shape), tuple(self.y.shape)
         self.d_in, self.d_out = math.prod(self.shape_in), math.prod(self.shape_out)
 
