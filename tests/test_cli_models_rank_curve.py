@@ -86,8 +86,11 @@ def oracle(tiny_model):
             x = sched.step(unet(x, tau).sample, tau, x, eta=0.0).prev_sample
     ab = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
 
-    def point(t):  # the trajectory level nearest to t
-        return levels[min(levels, key=lambda s: abs(s - t))]
+    def snap(t):  # the DDIM level nearest to t: its time, where the PMP is evaluated too
+        return min(levels, key=lambda s: abs(s - t))
+
+    def point(t):  # the trajectory at the level nearest to t
+        return levels[snap(t)]
 
     def pmp(t):  # eq. 2 at timestep k = round(t·T) − 1, on a batch (or one image, or a flat vector)
         k = round(t * 1000) - 1
@@ -102,8 +105,8 @@ def oracle(tiny_model):
     for t in TS:
         row = []
         for xi in point(t):
-            J = torch.autograd.functional.jacobian(lambda z: pmp(t)(z).reshape(-1), xi.reshape(-1)).double().numpy()
-            J_lib = dense_jacobian(pmp(t), xi).double().reshape(64, 64).numpy()
+            J = torch.autograd.functional.jacobian(lambda z: pmp(snap(t))(z).reshape(-1), xi.reshape(-1)).double().numpy()
+            J_lib = dense_jacobian(pmp(snap(t)), xi).double().reshape(64, 64).numpy()
             np.testing.assert_allclose(J_lib, J, atol=1e-5 * np.abs(J).max())
             row.append(_rank_by_hand(np.linalg.svd(J_lib, compute_uv=False)))
         ranks.append(row)
@@ -112,7 +115,7 @@ def oracle(tiny_model):
     dirs = torch.randn(X.shape, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64).to(X.dtype)
     nr, cos = [], []
     for xi, dx in zip(X, dirs):
-        f = pmp(0.7)
+        f = pmp(snap(0.7))
         J = torch.autograd.functional.jacobian(lambda z: f(z).reshape(-1), xi.reshape(-1)).double().numpy()
         u = (dx / dx.norm()).reshape(-1).double().numpy()
         with torch.no_grad():
@@ -131,7 +134,7 @@ def test_rank_curve_writes_png_json_csv(cli_run):
     assert cli_run.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = json.loads(cli_run.with_suffix(".json").read_text())
     assert res["d"] == 64 and res["n_points"] == N and res["seed"] == SEED and res["model"] == "model"
-    assert res["rank_curve"]["t"] == list(TS) and res["linearity"]["lambda"] == list(LAMBDAS)
+    assert res["rank_curve"]["t"] == pytest.approx(list(TS), abs=1.5e-3) and res["linearity"]["lambda"] == list(LAMBDAS)
     assert "min rank ratio" in out and str(cli_run.with_suffix(".png")) in out
 
 
@@ -142,9 +145,9 @@ def test_rank_curve_numbers_match_an_independent_computation(cli_run, oracle):
     np.testing.assert_allclose(rc["rank_mean"], oracle["ranks"].mean(1), atol=1e-9)
     np.testing.assert_allclose(rc["rank_ratio"], oracle["ranks"].mean(1) / 64, atol=1e-6)
     i = int(np.argmin(oracle["ranks"].mean(1)))
-    assert res["min_rank_ratio"] == pytest.approx(oracle["ranks"].mean(1)[i] / 64, abs=1e-6) and res["t_at_min"] == TS[i]
+    assert res["min_rank_ratio"] == pytest.approx(oracle["ranks"].mean(1)[i] / 64, abs=1e-6) and res["t_at_min"] == pytest.approx(TS[i], abs=1.5e-3)
     lin = res["linearity"]
-    assert lin["t"] == pytest.approx(0.7)
+    assert lin["t"] == pytest.approx(0.7, abs=1.5e-3)
     np.testing.assert_allclose(lin["norm_ratio"], oracle["norm_ratio"], atol=1e-4)
     np.testing.assert_allclose(lin["cosine"], oracle["cosine"], atol=1e-4)
     assert lin["norm_ratio"][0] == pytest.approx(1.0, abs=1e-6) and lin["cosine"][0] == pytest.approx(1.0, abs=1e-6)

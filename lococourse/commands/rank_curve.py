@@ -41,6 +41,11 @@ def compute(model: str, ts, n: int = 2, seed: int = 0, linearity_t: float = 0.7,
 
     check_t(ts)
     check_t(linearity_t)
+    from ..ddim import ddim_grid
+
+    grid = ddim_grid()
+    ts = [grid.snap(t) for t in ts]  # the PMP's timestep and the trajectory's DDIM level are then the same
+    linearity_t = grid.snap(linearity_t)
     m = load_model(model)
     with torch.no_grad():
         points_at = ddim_trajectory_points(m.eps_model(), m.shape, n=n, seed=seed)
