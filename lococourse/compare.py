@@ -386,13 +386,14 @@ def figure2_run(model, ts, n: int = 2, seed: int = 0, linearity_t: float = 0.7,
     the singular spectra and the trajectory points kept.  ``ts = ()`` skips panel (a) (for models whose
     dense Jacobian does not fit, such as 256² hub models).
     """
-    from .figure2 import ddim_trajectory_points, linearity_curve, rank_curve
+    from .figure2 import ddim_trajectory_points, linearity_curve, rank_curve, snap_to_ddim_grid
     from .registry import LoadedModel, load_model
 
     ts = [float(t) for t in ts]
     if ts:
         check_t(ts)
     check_t(linearity_t)
+    ts, linearity_t = snap_to_ddim_grid(ts), snap_to_ddim_grid([linearity_t])[0]
     check_positive_int(n, "n")
     m = model if isinstance(model, LoadedModel) else load_model(model)
     with torch.no_grad():

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from .jacobian import MAX_DENSE_ENTRIES, dense_jacobian, local_linearity, numerical_rank
 from .schedule import check_t
 
-__all__ = ["RankCurve", "LinearityCurve", "rank_curve", "linearity_curve", "ddim_trajectory_points"]
+__all__ = ["RankCurve", "LinearityCurve", "rank_curve", "linearity_curve", "ddim_trajectory_points",
+           "snap_to_ddim_grid"]
 
 
 @dataclass
@@ -118,3 +119,12 @@ def ddim_trajectory_points(eps_model, shape, n: int = 3, seed: int = 0, grid=Non
         return traj[j_top - grid.index(t)]
 
     return points_at
+
+
+def snap_to_ddim_grid(ts: Sequence[float], grid=None) -> list[float]:
+    """Each t moved to its nearest DDIM grid time, so that the PMP's timestep and the DDIM level a
+    trajectory point comes from (:func:`ddim_trajectory_points`) are the same."""
+    from .ddim import ddim_grid
+
+    grid = ddim_grid() if grid is None else grid
+    return [grid.snap(t) for t in ts]

@@ -52,9 +52,9 @@ def _check_directions(V: torch.Tensor, shape: Sequence[int], name: str) -> torch
 class JacobianOperator:
     """J = ∂f/∂x at one point x, as a matrix-free operator.
 
-    The forward pass runs once, here.  ``mv(V)`` is J·V for k directions in one batched JVP
-    (through ``torch.func.linearize`` by default, which traces the tangent map once and then
-    reuses it); ``rmv(U)`` is Jᵀ·U for k covectors in one batched VJP that reuses the stored
+    The forward pass runs once, here.  ``mv(V)`` is J·V for k directions in one batched call
+    (by default as the VJP of the linear map u ↦ Jᵀu, a double backward through the stored graph:
+    no forward-mode AD, no trace; benchmarks/README.md measures the modes); ``rmv(U)`` is Jᵀ·U for k covectors in one batched VJP that reuses the stored
     backward graph.  Parameters of an ``nn.Module`` PMP should be frozen (``requires_grad_(False)``).
 
     ``forward_mode``: ``"linearize"`` (cheapest J·V per call, but the trace costs seconds for a
@@ -64,7 +64,7 @@ class JacobianOperator:
     ops).  See benchmarks/README.md for timings.
     """
 
-    def __init__(self, f: PMP, x: torch.Tensor, forward_mode: Literal["linearize", "jvp", "transpose"] = "linearize"):
+    def __init__(self, f: PMP, x: torch.Tensor, forward_mode: Literal["linearize", "jvp", "transpose"] = "transpose"):
         x = _check_point(x)
         self.f, self.x = f, x
         g = _single(f)

@@ -35,17 +35,14 @@ def compute(model: str, ts, n: int = 2, seed: int = 0, linearity_t: float = 0.7,
     """The numbers of both panels for ``model`` (a name or folder), as a JSON-ready dict."""
     import torch
 
-    from ..figure2 import ddim_trajectory_points, linearity_curve, rank_curve
+    from ..figure2 import ddim_trajectory_points, linearity_curve, rank_curve, snap_to_ddim_grid
     from ..registry import load_model
     from ..schedule import check_t
 
     check_t(ts)
     check_t(linearity_t)
-    from ..ddim import ddim_grid
-
-    grid = ddim_grid()
-    ts = [grid.snap(t) for t in ts]  # the PMP's timestep and the trajectory's DDIM level are then the same
-    linearity_t = grid.snap(linearity_t)
+    ts = snap_to_ddim_grid(ts)
+    linearity_t = snap_to_ddim_grid([linearity_t])[0]
     m = load_model(model)
     with torch.no_grad():
         points_at = ddim_trajectory_points(m.eps_model(), m.shape, n=n, seed=seed)
