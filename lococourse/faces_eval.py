@@ -24,8 +24,14 @@ paper's human raters answered (Appendix G.2, Table 1) — has a measurable answe
      part did (the paper's "only one major feature is edited").
    * :func:`transfer_success` — the transferred edit changed the same factors as the source edit, in
      the same directions (the paper's "the two edited images have the same features changed").
+   * :func:`transfer_main_success` — looser: the source edit's main factor changes the same way.
    * :func:`factor_linearity` — R² of the main factor's change against λ.
    * :func:`factor_composability` — ‖Δθ_composite − Σ Δθ_i‖ / ‖Σ Δθ_i‖.
+4. **Edit** generated faces through a model (Algorithm 1, and the ablations of the benchmark):
+   :func:`prepare_faces` (DDIM-Inv, reconstructions), :func:`face_directions` (every method × part
+   from one linearisation, :class:`JacobianViews`), :func:`edit_face`; and the property studies of
+   notebook 07 (:func:`transfer_study`, :func:`composition_study`, :func:`linearity_study`,
+   :func:`t_study`, :func:`r_null_study`).
 
 No plotting here (see :mod:`lococourse.viz_edit`).
 """
@@ -36,7 +42,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 
 from ._checks import check_finite
@@ -47,8 +52,8 @@ __all__ = [
     "FACTOR_NAMES", "FACTOR_PARTS", "PARTS", "CIRCULAR", "part_of_factor", "factors_of_part",
     "EstimatorConfig", "FactorFit", "estimate_factors", "factor_delta", "factor_error", "factor_changes",
     "Thresholds", "inject_factor_changes", "calibrate_thresholds", "DEFAULT_THRESHOLDS", "thresholds_for",
-    "changed", "changed_parts", "local_edit_success", "transfer_success", "transfer_main_success", "main_factor", "factor_linearity",
-    "factor_composability", "JacobianViews", "FaceSet", "model_size", "sample_edits", "prepare_faces", "METHODS",
+    "changed", "changed_parts", "local_edit_success", "transfer_success", "transfer_main_success", "main_factor",
+    "factor_linearity", "factor_composability", "JacobianViews", "FaceSet", "model_size", "sample_edits", "prepare_faces", "METHODS",
     "FaceDirections", "face_directions", "edit_metrics", "FaceEdit", "find_face_direction", "apply_face_edit",
     "edit_face", "TransferStudy", "transfer_study", "CompositionStudy", "composition_study", "LinearityStudy",
     "linearity_study", "SweepStudy", "t_study", "r_null_study",

@@ -143,7 +143,9 @@ def invert(model, x0: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
 
     check_t(t)
     grid = ddim_grid()
-    return ddim_invert(model.eps_model(), x0, t, grid=grid), grid.snap(t)
+    single = x0.dim() == len(model.shape)  # one image (*S): the ε-model takes batches
+    x_t = ddim_invert(model.eps_model(), x0.unsqueeze(0) if single else x0, t, grid=grid)
+    return (x_t[0] if single else x_t), grid.snap(t)
 
 
 def apply_directions(model, x_t: torch.Tensor, t: float, terms: Sequence[tuple[Direction, float]] | None = None,

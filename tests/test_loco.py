@@ -140,3 +140,17 @@ def test_masks():
         as_mask(r, (16, 16))
     with pytest.raises(ValueError, match="rectangle"):
         rectangle((8, 8), 5, 0, 3, 8)
+
+
+def test_loco_edit_on_a_unet_model_with_one_image():
+    """Algorithm 1 end to end on a learned (course) model, given one unbatched image."""
+    from lococourse.registry import load_model
+    from lococourse.synthetic.faces import sample_faces
+
+    m = load_model("faces16")
+    faces = sample_faces(1, 0, size=16)
+    mask = faces.masks["hair"][0]
+    res = loco_edit(m, faces.images[0], mask, 0.6, strengths=[6.0], r=2, r_null=2, max_iter=10)
+    assert res.x_t.shape == (3, 16, 16) and res.edited.shape == (1, 3, 16, 16)
+    change = (res.edited[0] - res.reconstruction).abs().sum(0)
+    assert change.max() > 0.05  # the edit does something
