@@ -29,7 +29,8 @@ Sampler = Callable[[int, torch.Generator], torch.Tensor]  # (batch size, generat
 
 @dataclass
 class UNetConfig:
-    """A small ``UNet2DModel``; no attention by default (forward-mode AD stays cheap and exact)."""
+    """A small ``UNet2DModel``: no attention in its down and up blocks (diffusers keeps one attention
+    layer in the mid block; the adapters run it through the jvp-safe processor)."""
 
     sample_size: int = 16
     in_channels: int = 3

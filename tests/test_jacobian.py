@@ -89,7 +89,7 @@ def test_jvp_vjp_match_dense_and_finite_differences():
                           atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["linearize", "jvp"])
+@pytest.mark.parametrize("mode", ["linearize", "jvp", "transpose"])
 def test_operator_mv_rmv(mode, molrg):
     x = molrg.noise(molrg.sample(1, torch.Generator().manual_seed(0))[0][0], 0.4)[0]
     op = JacobianOperator(molrg.pmp(0.4), x, forward_mode=mode)
