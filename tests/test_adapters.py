@@ -15,15 +15,6 @@ from lococourse.adapters import GuidedEps, GuidedPMP, LatentPMP, UNetEps, UNetPM
 from lococourse.schedule import SCHEDULE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~100× faster on one thread than oversubscribed on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_unet(in_channels=3, out_channels=None, attention=True, dtype=torch.float32) -> UNet2DModel:
     torch.manual_seed(0)
     down = ("DownBlock2D", "AttnDownBlock2D") if attention else ("DownBlock2D", "DownBlock2D")

@@ -12,15 +12,6 @@ from lococourse.attention import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~100× faster on one thread than oversubscribed on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_unet() -> UNet2DModel:
     """UNet2DModel with self-attention (AttnDownBlock2D/AttnUpBlock2D, residual + rescale), seeded."""
     torch.manual_seed(0)

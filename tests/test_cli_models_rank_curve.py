@@ -26,14 +26,6 @@ LAMBDAS = (0.0, 10.0, 20.0)
 N, SEED = 2, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A 1×8×8 ε-prediction UNet trained for 3 steps on seeded smooth blobs: a local diffusers folder."""

@@ -20,14 +20,6 @@ from lococourse.molrg import MoLRG
 ETA = 0.99
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def d48():
     return compare.learned_vs_exact("molrg_d48")

@@ -12,15 +12,6 @@ from lococourse.ddim import MoLRGEps, ddim_grid, ddim_invert, ddim_sample, ddim_
 from lococourse.molrg import MoLRG
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~100× faster on one thread than oversubscribed on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def unet():
     torch.manual_seed(0)

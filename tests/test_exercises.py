@@ -15,14 +15,6 @@ import torch
 from lococourse import exercises as ex
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _alpha_bar(t: float) -> float:
     """ᾱ(t) from diffusers' scheduler (linear β from 1e-4 to 0.02, 1000 steps)."""
     from diffusers import DDPMScheduler

@@ -16,14 +16,6 @@ DT = torch.float64
 S_IN, S_OUT = (3, 4, 4), (2, 4, 4)  # d_in = 48, d_out = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared CPU
-    yield
-    torch.set_num_threads(n)
-
-
 def known_svd(d_out=32, d_in=48, sigmas=(10.0, 8.0, 6.0, 4.0, 2.0, 1.0), seed=0):
     """A = U diag(σ) Vᵀ with seeded orthonormal U, V and the given σ (then 0.5·0.8^i for the rest)."""
     g = torch.Generator().manual_seed(seed)

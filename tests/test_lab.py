@@ -11,15 +11,6 @@ from scipy.stats import multivariate_normal
 from lococourse import MoLRG, SCHEDULE, lab
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one thread is faster and avoids oversubscribing shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def line_plane():
     return lab.coordinate_molrg([1, 2])

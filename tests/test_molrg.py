@@ -14,14 +14,6 @@ from lococourse.schedule import SCHEDULE
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared CPU
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def equal():
     return MoLRG.random((3, 4, 4), [6, 6], seed=0)

@@ -9,14 +9,6 @@ from matplotlib.figure import Figure
 from lococourse import MoLRG, lab, viz, widgets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def small_img():
     return lab.smooth_molrg((1, 6, 6), [2, 3], seed=0)
