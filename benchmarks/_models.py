@@ -46,7 +46,7 @@ _FREQS = [(0, 1), (1, 0), (1, 1), (0, 2), (2, 0)]
 _COLOURS = [[1, 1, 1], [1, -1, 0], [1, 1, -2], [1, 0, -1], [1, 1, 1]]
 
 TRAIN = TrainConfig(
-    unet=UNetConfig(sample_size=32, block_out_channels=(16, 32, 32)), prediction_type="v_prediction",
+    unet=UNetConfig(sample_size=32, block_out_channels=(16, 32, 32), add_attention=False), prediction_type="v_prediction",
     steps=1000, batch_size=64, lr=2e-3, warmup=50, ema_decay=0.99, seed=0, checkpoint_every=100,
 )
 
@@ -69,24 +69,6 @@ def molrg() -> MoLRG:
     return MoLRG([smooth_basis()], SHAPE)
 
 
-def _build_unet_without_attention(cfg: UNetConfig, seed: int = 0):
-    """lococourse.train.build_unet, but with ``add_attention=False``: UNet2DModel's mid-block otherwise
-    has one self-attention layer whatever ``UNetConfig`` says, and its fused CPU kernel has no
-    forward-mode AD rule (and crashed torch 2.13 here)."""
-    from dataclasses import asdict
-
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(seed)
-    c = asdict(cfg)
-    return UNet2DModel(
-        sample_size=c["sample_size"], in_channels=c["in_channels"], out_channels=c["in_channels"],
-        block_out_channels=tuple(c["block_out_channels"]), layers_per_block=c["layers_per_block"],
-        down_block_types=tuple(c["down_block_types"]), up_block_types=tuple(c["up_block_types"]),
-        norm_num_groups=c["norm_num_groups"], add_attention=False,
-    )
-
-
 def sampler(data: MoLRG):
     """(batch size, generator) → x₀ = SCALE · (MoLRG sample), shape (B, 3, 32, 32), float32."""
     return lambda n, g: (SCALE * data.sample(n, g)[0]).float()
@@ -101,12 +83,7 @@ def trained_unet(run_dir: Path = RUN_DIR, log=print):
     if not done:
         t0 = time.time()
         log(f"training the benchmark UNet ({TRAIN.steps} steps) into {run_dir} ...")
-        from unittest import mock
-
-        import lococourse.train as lt
-
-        with mock.patch.object(lt, "build_unet", _build_unet_without_attention):
-            summary = train(TRAIN, sampler(molrg()), run_dir, log=log, log_every=50)
+        summary = train(TRAIN, sampler(molrg()), run_dir, log=log, log_every=50)
         log(f"trained: {summary['params']:,} parameters, final loss {summary['final_loss']:.4f}, "
             f"{time.time() - t0:.0f} s")
     unet = UNet2DModel.from_pretrained(run_dir / "model")

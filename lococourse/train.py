@@ -39,6 +39,7 @@ class UNetConfig:
     down_block_types: tuple = ("DownBlock2D", "DownBlock2D", "DownBlock2D")
     up_block_types: tuple = ("UpBlock2D", "UpBlock2D", "UpBlock2D")
     norm_num_groups: int = 8
+    add_attention: bool = True  # the mid block's attention layer (diffusers' default)
 
 
 @dataclass
@@ -64,7 +65,7 @@ def build_unet(cfg: UNetConfig, seed: int = 0):
         sample_size=c["sample_size"], in_channels=c["in_channels"], out_channels=c["in_channels"],
         block_out_channels=tuple(c["block_out_channels"]), layers_per_block=c["layers_per_block"],
         down_block_types=tuple(c["down_block_types"]), up_block_types=tuple(c["up_block_types"]),
-        norm_num_groups=c["norm_num_groups"],
+        norm_num_groups=c["norm_num_groups"], add_attention=c["add_attention"],
     )
 
 
