@@ -7,6 +7,11 @@ of the weights is what gets saved and sampled.  Checkpoints are safetensors:
     out_dir/model/          the EMA UNet as a diffusers folder (config.json + safetensors): loadable
                             by ``UNet2DModel.from_pretrained(out_dir / "model")``
     out_dir/state.safetensors, out_dir/state.json    raw weights, EMA, Adam moments, step, losses (to resume)
+
+A run can be *extended*: ``train(cfg, …, extend=True)`` on a finished run whose config differs only in
+the schedule fields (``steps``, ``lr``, ``warmup``, ``checkpoint_every``) continues it with a new
+learning-rate segment (a warm restart: linear warm-up to ``cfg.lr``, cosine decay to 10 % at
+``cfg.steps``).  The segments are recorded in ``state.json`` so a recipe can replay them exactly.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from .schedule import SCHEDULE
 
-__all__ = ["UNetConfig", "TrainConfig", "build_unet", "train", "diffusion_loss"]
+__all__ = ["UNetConfig", "TrainConfig", "build_unet", "train", "diffusion_loss", "lr_at", "SCHEDULE_FIELDS"]
 
 Sampler = Callable[[int, torch.Generator], torch.Tensor]  # (batch size, generator) -> x₀ of shape (B, C, H, W)
 
@@ -88,13 +93,42 @@ def diffusion_loss(unet, x0: torch.Tensor, prediction_type: str, generator: torc
     return torch.mean((out - target) ** 2)
 
 
+#: TrainConfig fields that an extension (a new learning-rate segment) may change
+SCHEDULE_FIELDS = ("steps", "lr", "warmup", "checkpoint_every")
+
+
+def _config_dict(cfg) -> dict:
+    """A config as plain JSON (tuples → lists), for comparison with a saved one."""
+    return json.loads(json.dumps(asdict(cfg) if not isinstance(cfg, dict) else cfg))
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A saved config with fields added since it was written filled in by their defaults."""
+    full = _config_dict(TrainConfig())
+    full.update({k: v for k, v in saved.items() if k != "unet"})
+    full["unet"] = {**_config_dict(UNetConfig()), **saved.get("unet", {})}
+    return full
+
+
+def lr_at(s: int, segments: list) -> float:
+    """Learning rate at step ``s``: the segment holding ``s`` warms up linearly to its peak lr, then decays
+    by a cosine to 10 % of it at the segment's end."""
+    seg = next((g for g in segments if g["start"] <= s < g["end"]), segments[-1])
+    i, n = s - seg["start"], max(1, seg["end"] - seg["start"])
+    if i < seg["warmup"]:
+        return seg["lr"] * (i + 1) / seg["warmup"]
+    p = (i - seg["warmup"]) / max(1, n - seg["warmup"])
+    return seg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+
+
 def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit_s: float | None = None,
-          log: Callable[[str], None] = print, log_every: int = 100) -> dict:
+          log: Callable[[str], None] = print, log_every: int = 100, extend: bool = False) -> dict:
     """Train (or resume) a DDPM on ``sampler`` until ``cfg.steps`` or ``time_limit_s``; returns a summary.
 
     Resuming: if ``out_dir/state.json`` exists with the same config, training continues from its step,
     with the same weights, EMA, Adam moments and data/noise generator state — so one long run can be
-    split into several shorter ones.
+    split into several shorter ones.  With ``extend=True`` a *finished* run whose config differs only in
+    :data:`SCHEDULE_FIELDS` continues to ``cfg.steps`` in a new learning-rate segment (see module doc).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,11 +139,25 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, losses, wall = 0, [], 0.0
+    new = _config_dict(cfg)
+    segments = [{"start": 0, "end": cfg.steps, "lr": cfg.lr, "warmup": cfg.warmup}]
     state_json = out / "state.json"
     if state_json.exists():
         meta = json.loads(state_json.read_text())
-        if meta["config"] != json.loads(json.dumps(asdict(cfg))):
-            raise ValueError(f"{out} holds a run with another config; use a new out_dir or delete it")
+        saved = _with_defaults(meta["config"])
+        segments = meta.get("segments") or [{"start": 0, "end": saved["steps"], "lr": saved["lr"], "warmup": saved["warmup"]}]
+        if saved != new:
+            differ = sorted(k for k in new if new[k] != saved.get(k))
+            if not extend or not set(differ) <= set(SCHEDULE_FIELDS):
+                raise ValueError(f"{out} holds a run with another config (fields {differ} differ); use a new out_dir, "
+                                 f"delete it, or pass extend=True when only {list(SCHEDULE_FIELDS)} change")
+            if meta["step"] < saved["steps"]:
+                raise ValueError(f"{out} is unfinished (step {meta['step']} of {saved['steps']}): resume it with its own "
+                                 "config before extending it")
+            if cfg.steps <= meta["step"]:
+                raise ValueError(f"extend needs steps > {meta['step']} (the run's step); got steps={cfg.steps}")
+            if segments[-1]["end"] != cfg.steps:
+                segments = segments + [{"start": meta["step"], "end": cfg.steps, "lr": cfg.lr, "warmup": cfg.warmup}]
         tensors = load_file(out / "state.safetensors")
         unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -118,13 +166,7 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
                             "exp_avg": tensors[f"adam.{i}.exp_avg"], "exp_avg_sq": tensors[f"adam.{i}.exp_avg_sq"]}
         gen.set_state(tensors["generator"])
         step, losses, wall = meta["step"], meta["losses"], meta["wall_s"]
-        log(f"resumed {out} at step {step}")
-
-    def lr_at(s: int) -> float:  # linear warm-up, then cosine decay to 10 %
-        if s < cfg.warmup:
-            return cfg.lr * (s + 1) / cfg.warmup
-        p = (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+        log(f"resumed {out} at step {step}" + (f" (extending to {cfg.steps})" if len(segments) > 1 and step == segments[-1]["start"] else ""))
 
     def save() -> None:
         tensors = {f"model.{k}": v.contiguous() for k, v in unet.state_dict().items()}
@@ -137,7 +179,7 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
         tensors["generator"] = gen.get_state()
         save_file(tensors, out / "state.safetensors")
         ema.save_pretrained(out / "model", safe_serialization=True)
-        state_json.write_text(json.dumps({"config": asdict(cfg), "step": step, "losses": losses,
+        state_json.write_text(json.dumps({"config": asdict(cfg), "step": step, "losses": losses, "segments": segments,
                                           "wall_s": wall0 + time.time() - t_start}))
 
     unet.train()
@@ -148,7 +190,7 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
             log(f"time limit reached at step {step}")
             break
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_at(step, segments)
         x0 = sampler(cfg.batch_size, gen)
         loss = diffusion_loss(unet, x0, cfg.prediction_type, gen)
         opt.zero_grad(set_to_none=True)

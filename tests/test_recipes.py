@@ -1,5 +1,6 @@
 """Recipes and the shipped course models: loadable, and their cards match their files."""
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -154,3 +155,49 @@ def test_ddim_sampler_with_the_exact_pmp_lands_on_the_subspaces():
     fit = common.subspace_fit(x, m)
     assert fit.min() > 0.999
     assert common.subspace_fit(torch.randn(16, 3, 4, 4), m).mean() < 0.6  # noise does not fit
+
+
+def test_lr_segments_warm_restart():
+    """lr_at: one segment is the old warm-up + cosine; an extension restarts it (closed form by hand)."""
+    from lococourse.train import lr_at
+
+    seg = [{"start": 0, "end": 100, "lr": 1.0, "warmup": 10}]
+    assert lr_at(0, seg) == pytest.approx(0.1) and lr_at(9, seg) == pytest.approx(1.0)
+    assert lr_at(55, seg) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(99, seg) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    two = seg + [{"start": 100, "end": 200, "lr": 0.5, "warmup": 5}]
+    assert lr_at(50, two) == lr_at(50, seg)
+    assert lr_at(100, two) == pytest.approx(0.5 / 5) and lr_at(104, two) == pytest.approx(0.5)
+    assert lr_at(199, two) == pytest.approx(0.5 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 94 / 95))))
+
+
+def test_recipe_extension_is_reproducible(tmp_path):
+    """A recipe with a warm restart gives the same weights whether it runs in one go or is interrupted and
+    resumed at every stage boundary; extending is refused for non-schedule changes and unfinished runs."""
+    from safetensors.torch import load_file
+
+    from lococourse.recipes import faces16
+    from lococourse.synthetic import face_sampler
+    from lococourse.train import train
+
+    cfg = replace(_tiny(faces16.config(channels=(8, 16))), extensions=({"steps": 5, "lr": 1e-3, "warmup": 1},))
+    cfg.train = replace(cfg.train, checkpoint_every=1)
+    quiet = dict(recipe="test", skip_eval=True, log=lambda s: None)
+    one = common.run_recipe(cfg, face_sampler(16), tmp_path / "a", tmp_path / "wa", **quiet)
+    assert one["steps"] == one["steps_planned"] == one["train"]["steps"] == 5
+    assert [(s["start"], s["end"]) for s in one["train_segments"]] == [(0, 3), (3, 5)]
+    # the same recipe, interrupted: stage 1 alone, then run_recipe picks up stage 2
+    train(cfg.train, face_sampler(16), tmp_path / "wb", log=lambda s: None)
+    two = common.run_recipe(cfg, face_sampler(16), tmp_path / "b", tmp_path / "wb", **quiet)
+    a, b = load_file(tmp_path / "wa" / "state.safetensors"), load_file(tmp_path / "wb" / "state.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert one["weights_sha256"] == two["weights_sha256"]
+    # and the extension really trained: different weights from the 3-step run
+    base = common.run_recipe(replace(cfg, extensions=()), face_sampler(16), tmp_path / "c", tmp_path / "wc", **quiet)
+    assert base["weights_sha256"] != one["weights_sha256"]
+    with pytest.raises(ValueError, match="batch_size"):
+        train(replace(cfg.train, steps=7, batch_size=8), face_sampler(16), tmp_path / "wa", extend=True, log=lambda s: None)
+    with pytest.raises(ValueError, match="steps > 5"):
+        train(replace(cfg.train, steps=4), face_sampler(16), tmp_path / "wa", extend=True, log=lambda s: None)
+    with pytest.raises(ValueError, match="another config"):
+        train(replace(cfg.train, steps=7), face_sampler(16), tmp_path / "wa", log=lambda s: None)

@@ -20,7 +20,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,7 +30,7 @@ from ..jacobian import dense_jacobian, numerical_rank
 from ..schedule import SCHEDULE
 from ..train import Sampler, TrainConfig, train
 
-__all__ = ["ASSETS", "RecipeConfig", "model_dir", "list_models", "load_card", "load_model", "pmp_of",
+__all__ = ["ASSETS", "RecipeConfig", "stage_configs", "model_dir", "list_models", "load_card", "load_model", "pmp_of",
            "ddim_sample", "subspace_fit", "batched_jacobian", "rank_ratio_vs_t", "noised_points", "save_grid", "run_recipe", "recipe_main",
            "file_sha256"]
 
@@ -47,9 +47,25 @@ class RecipeConfig:
     data: dict = field(default_factory=dict)  # a description of the data (written to the card)
     rank_ts: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     rank_points: int = 3  # x_t per t for the rank ratio
+    # warm restarts after ``train.steps``: each a dict of schedule fields (steps, lr, warmup) for one more
+    # learning-rate segment (lococourse.train, extend=True); replayed in order, so a recipe stays reproducible
+    extensions: tuple = ()
     eval_seed: int = 1234
     n_samples: int = 64
     sample_steps: int = 50
+
+
+def stage_configs(cfg: RecipeConfig) -> list[TrainConfig]:
+    """The training configs a recipe runs in order: its base run, then one per extension (warm restart)."""
+    stages = [cfg.train]
+    for ext in cfg.extensions:
+        bad = set(ext) - {"steps", "lr", "warmup"}
+        if bad:
+            raise ValueError(f"an extension may set steps, lr and warmup only; got {sorted(bad)}")
+        if ext["steps"] <= stages[-1].steps:
+            raise ValueError(f"extension steps must grow; {ext['steps']} after {stages[-1].steps}")
+        stages.append(replace(stages[-1], **ext))
+    return stages
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -294,10 +310,19 @@ def run_recipe(cfg: RecipeConfig, sampler: Sampler, out: str | Path, work: str |
                skip_eval: bool = False, log: Callable[[str], None] = print) -> dict | None:
     """Train (resumably, in ``work``) and, once all steps are done, export the model with its card to ``out``."""
     out, work = Path(out), Path(work)
-    summary = train(cfg.train, sampler, work, time_limit_s=time_limit_s, log=log)
-    if summary["steps"] < cfg.train.steps:
-        log(f"stopped at step {summary['steps']} of {cfg.train.steps}; run again with --work {work} to resume")
-        return None
+    stages = stage_configs(cfg)
+    first = 0
+    if (work / "state.json").exists():  # resume at the stage the saved run belongs to
+        saved_steps = json.loads((work / "state.json").read_text())["config"]["steps"]
+        first = next((i for i, st in enumerate(stages) if st.steps == saved_steps), 0)
+    t0 = time.time()
+    for i, st in enumerate(stages[first:], first):  # only the recipe's own extensions may extend a run
+        left = None if time_limit_s is None else max(0.0, time_limit_s - (time.time() - t0))
+        summary = train(st, sampler, work, time_limit_s=left, log=log, extend=i > 0)
+        if summary["steps"] < st.steps:
+            log(f"stopped at step {summary['steps']} of {stages[-1].steps}; run again with --work {work} to resume")
+            return None
+    train_cfg = stages[-1]
     state = json.loads((work / "state.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     for fname in ("config.json", WEIGHTS):
@@ -333,9 +358,10 @@ def run_recipe(cfg: RecipeConfig, sampler: Sampler, out: str | Path, work: str |
         "params": sum(p.numel() for p in unet.parameters()),
         "prediction_type": cfg.train.prediction_type,
         "schedule": "DDPM linear β from 1e-4 to 0.02, T = 1000 (lococourse.schedule.SCHEDULE); t = (k + 1)/T",
-        "train": asdict(cfg.train),
+        "train": asdict(train_cfg),
+        "train_segments": state.get("segments", []),
         "steps": state["step"],
-        "steps_planned": cfg.train.steps,
+        "steps_planned": train_cfg.steps,
         "final_loss": state["losses"][-1][1] if state["losses"] else float("nan"),
         "loss_curve": state["losses"],
         "wall_s": state["wall_s"],
@@ -371,4 +397,5 @@ def recipe_main(make: Callable[[], tuple], argv: Sequence[str] | None = None, mo
     if a.steps is not None:
         cfg.train.steps = a.steps
         cfg.train.checkpoint_every = min(cfg.train.checkpoint_every, a.steps)
+        cfg.extensions = ()
     return run_recipe(cfg, sampler, a.out, a.work, time_limit_s=a.time_limit, recipe=module, skip_eval=a.skip_eval, **kwargs)

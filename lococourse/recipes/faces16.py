@@ -12,6 +12,7 @@ from .faces32 import config as _faces_config
 def config(**kw):
     kw.setdefault("steps", 2000)
     kw.setdefault("batch_size", 64)
+    kw.setdefault("extensions", ())
     return _faces_config(size=16, name=kw.pop("name", "faces16"), **kw)
 
 

@@ -12,8 +12,13 @@ SIZE = 32
 
 
 def config(size: int = SIZE, name: str | None = None, prediction_type: str = "sample", steps: int = 1200,
-           channels: tuple = (16, 32, 64), batch_size: int = 32, lr: float = 3e-3, seed: int = 0) -> RecipeConfig:
-    """The recipe's configuration (x₀-prediction: its PMP is the network output itself)."""
+           channels: tuple = (16, 32, 64), batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
+           extensions: tuple = ({"steps": 3600, "lr": 1.5e-3, "warmup": 50},)) -> RecipeConfig:
+    """The recipe's configuration (x₀-prediction: its PMP is the network output itself).
+
+    1200 steps learn colours and hair; the fine geometry (eye size, gaze, mouth) is still averaged away
+    then, so the run continues with a warm restart to 3600 steps (``extensions``).
+    """
     levels = len(channels)
     unet = UNetConfig(sample_size=size, in_channels=3, block_out_channels=tuple(channels), layers_per_block=1,
                       down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
@@ -24,7 +29,7 @@ def config(size: int = SIZE, name: str | None = None, prediction_type: str = "sa
             "factors": list(FACTOR_NAMES), "intrinsic_dim": len(FACTOR_NAMES), "range": [-1, 1],
             "note": "fresh faces every step (factors uniform on [0,1]); no fixed training set"}
     return RecipeConfig(name=name or f"faces{size}", train=tc, data=data, rank_ts=(0.1, 0.3, 0.5, 0.7, 0.9) if size >= 32 else (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                        rank_points=2 if size >= 32 else 3)
+                        rank_points=2 if size >= 32 else 3, extensions=tuple(extensions))
 
 
 def make():
