@@ -17,10 +17,12 @@ Protocol (every number below is measured in this run):
    *other* factors j); 0.05 (5 % of a factor's range) is the smallest change we call a feature change.
    A sensitivity table recomputes both success rates with every τ halved and doubled.
 2. **Strength λ** — the course cards carry no edit strength, so a short sweep on the calibration faces
-   picks it: the smallest λ of the grid √d·(1/32, 1/16, 1/8, 1/4) (the paper's λ = 15 at 256 px is
-   ≈ √d/30) at which LOCO's edit visibly changes the masked part (some
-   factor of the part beyond τ) in at least half of the (part, ±λ) cases.  The same λ is used for
-   every method (all directions are unit vectors in x_t-space).  ``--strength L`` fixes it instead.
+   picks one per part: the smallest λ of the grid √d·(1/32, 1/16, 1/8, 1/4, 1/2) (the paper's λ = 15 at
+   256 px is ≈ √d/30) at which LOCO's edit visibly changes the masked part (some factor of the part
+   beyond τ) in at least half of the (face, ±λ) cases.  Directions are unit vectors in x_t-space, so a
+   large part (the background) needs a larger λ than a small one (the mouth), as the paper's per-edit
+   strengths do.  Every method uses the part's λ; a transfer keeps its source part's λ.
+   ``--strength L`` fixes one λ for every part instead.
 3. **Evaluation faces** — seeds 0 … n−1 (``sample_faces(1, seed)``), each DDIM-inverted through the
    model to t (lococourse.loco.invert, the 100-step grid), with its ground-truth part masks.  The
    reference of every edit is the λ = 0 reconstruction DDIM(x_t, 0) (the model's own reconstruction
@@ -67,7 +69,7 @@ from lococourse.registry import load_model
 ROOT = Path(__file__).resolve().parents[1]
 CALIB_SEEDS = (1000, 1001, 1002, 1003)
 #: λ grid of the sweep as fractions of √d (d = 3·S²; the paper's λ = 15 at 256 px is ≈ √d/30).
-SWEEP_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4)
+SWEEP_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
 
 
 def sweep_grid(size: int) -> list[float]:
@@ -82,11 +84,13 @@ def _rows_of(fit: FactorFit | None, idx: list[int]) -> FactorFit | None:
     return None if fit is None else FactorFit(fit.theta[idx], fit.mse[idx], fit.size)
 
 
-def choose_strength(model, calib, thresholds, args) -> tuple[float, list]:
-    """The smallest λ of the grid at which LOCO changes the masked part in ≥ half of the cases (step 2)."""
+def choose_strength(model, calib, thresholds, args) -> tuple[dict, list]:
+    """Per part, the smallest λ of the grid at which LOCO changes the masked part in ≥ half of the
+    calibration cases (step 2): a large part (the background) needs a larger unit-direction step than a
+    small one (the mouth) to change by the same amount."""
     sweep = []
     dirs = [face_directions(model, calib, i, methods=["loco"], tol=args.tol, max_iter=args.max_iter)
-            for i in range(min(2, len(calib)))]
+            for i in range(len(calib))]
     for lam in sweep_grid(calib.x0.shape[-1]):
         xs, refs, parts = [], [], []
         for i, fd in enumerate(dirs):
@@ -98,13 +102,23 @@ def choose_strength(model, calib, thresholds, args) -> tuple[float, list]:
         out = sample_edits(model, torch.stack(xs), calib.t)
         ch = factor_changes(calib.recon[refs], out, reference=_rows_of(calib.recon_fit, refs))
         cp = changed_parts(ch, thresholds)
-        visible = [bool(cp[j, PARTS.index(p)]) for j, p in enumerate(parts)]
-        local = [bool(local_edit_success(ch[j], p, thresholds)) for j, p in enumerate(parts)]
-        row = {"strength": lam, "visible": sum(visible) / len(visible), "local_success": sum(local) / len(local), "n": len(parts)}
-        sweep.append(row)
-        log(f"  λ = {lam:g}: masked part changed in {row['visible']:.2f} of {row['n']} LOCO edits, local success {row['local_success']:.2f}")
-    ok = [r["strength"] for r in sweep if r["visible"] >= 0.5]
-    return (min(ok) if ok else sweep[-1]["strength"]), sweep
+        for part in PARTS:
+            idx = [j for j, p in enumerate(parts) if p == part]
+            if not idx:
+                continue
+            visible = [bool(cp[j, PARTS.index(part)]) for j in idx]
+            local = [bool(local_edit_success(ch[j], part, thresholds)) for j in idx]
+            row = {"strength": lam, "part": part, "visible": sum(visible) / len(idx),
+                   "local_success": sum(local) / len(idx), "n": len(idx)}
+            sweep.append(row)
+            log(f"  λ = {lam:g}, {part}: masked part changed in {row['visible']:.2f} of {row['n']} LOCO edits, "
+                f"local success {row['local_success']:.2f}")
+    lams = {}
+    for part in PARTS:
+        rows = [r for r in sweep if r["part"] == part]
+        ok = [r["strength"] for r in rows if r["visible"] >= 0.5]
+        lams[part] = min(ok) if ok else rows[-1]["strength"]
+    return lams, sweep
 
 
 def run(args) -> dict:
@@ -121,15 +135,16 @@ def run(args) -> dict:
 
     # 2. λ
     if args.strength == "auto" and args.quick:
-        lam, sweep, how = sweep_grid(size)[1], [], "quick run: λ = √d/16, no sweep."
+        lam, sweep, how = dict.fromkeys(PARTS, sweep_grid(size)[1]), [], "quick run: λ = √d/16 for every part, no sweep."
     elif args.strength == "auto":
         log("λ sweep on the calibration faces (LOCO):")
         lam, sweep = choose_strength(model, calib, thresholds, args)
-        how = ("Sweep on 2 calibration faces (LOCO), grid √d·(1/32, 1/16, 1/8, 1/4): the smallest λ whose edits "
-               "change the masked part in ≥ half the cases.")
+        how = (f"Sweep on the {len(calib)} calibration faces (LOCO), grid √d·(1/32, 1/16, 1/8, 1/4, 1/2): per part, "
+               "the smallest λ whose edits change the masked part in ≥ half the cases.  Every method uses the "
+               "part's λ; a transferred direction keeps its source part's λ.")
     else:
-        lam, sweep, how = float(args.strength), [], "Fixed on the command line (--strength)."
-    log(f"λ = {lam:g}")
+        lam, sweep, how = dict.fromkeys(PARTS, float(args.strength)), [], "Fixed on the command line (--strength)."
+    log(f"λ per part: {lam}")
 
     # 3. the evaluation faces
     seeds = list(range(args.images))
@@ -147,10 +162,10 @@ def run(args) -> dict:
         for (method, part), d in fd.directions.items():
             learn[method].append(fd.learning_seconds(method, part))
             for s in (-1, 1):
-                xs.append(faces.x_t[i] + s * lam * d.v)
+                xs.append(faces.x_t[i] + s * lam[part] * d.v)
                 meta.append((method, part, s, i))
                 for tg in targets:
-                    xs.append(faces.x_t[tg] + s * lam * d.v)
+                    xs.append(faces.x_t[tg] + s * lam[part] * d.v)
                     meta.append((method, part, s, tg))
         out = sample_edits(model, torch.stack(xs), faces.t)  # 5. and 6.
         ref_idx = [m[3] for m in meta]
@@ -177,7 +192,7 @@ def run(args) -> dict:
                 d = fd.directions[(method, "hair")] if (method, "hair") in fd.directions else next(iter(fd.directions.values()))
                 t1 = time.perf_counter()
                 x_t, tg_t = invert(model, faces.x0[targets[0]:targets[0] + 1], args.t)
-                sample_edits(model, x_t + lam * d.v, tg_t)
+                sample_edits(model, x_t + lam["hair"] * d.v, tg_t)
                 transfer_s[method].append(time.perf_counter() - t1)
         log(f"face {i + 1}/{n} (seed {faces.seeds[i]}): {len(xs)} edits in {time.perf_counter() - t0:.0f} s")
 
@@ -272,7 +287,11 @@ def markdown(res: dict) -> str:
         return "\n".join(f"| {LABELS[m]} | " + " | ".join(fmt.format(v["per_part"][p][key]) for p in PARTS) + " |"
                          for m, v in res["table"].items())
 
-    sweep = "\n".join(f"| {r['strength']:g} | {r['visible']:.2f} | {r['local_success']:.2f} | {r['n']} |" for r in res["strength_sweep"])
+    sweep = "\n".join(f"| {r['strength']:g} | {r.get('part', 'all')} | {r['visible']:.2f} | {r['local_success']:.2f} | {r['n']} |"
+                      for r in res["strength_sweep"])
+    lam = res["strength"]
+    lam_text = (f"λ = ±{lam:g}" if not isinstance(lam, dict) else
+                "λ per part = ±(" + ", ".join(f"{p} {v:g}" for p, v in lam.items()) + ")")
     th = " · ".join(f"{k} {v:g}" for k, v in res["thresholds"].items())
     noise = " · ".join(f"{k} {v:g}" for k, v in res["estimator_noise_q95"].items())
     acc = " · ".join(f"{k} {v:g}" for k, v in res["estimator_accuracy_on_reconstructions"].items())
@@ -284,7 +303,7 @@ def markdown(res: dict) -> str:
     n_tr = next(iter(res["table"].values()))["n_transfers"]
     return f"""# LOCO Edit on procedural faces: Table 1, measured
 
-Model `{res['model']}` ({res['size']}×{res['size']}), edit time t = {res['t']:.3f} (DDIM grid), λ = ±{res['strength']:g},
+Model `{res['model']}` ({res['size']}×{res['size']}), edit time t = {res['t']:.3f} (DDIM grid), {lam_text},
 {res['images']} generated faces × every part mask ({n_edit} edits per method, {n_tr} transfers per method:
 each direction to {res['transfers_per_direction']} other faces at ±λ), k = 0, r = {res['r']}, r' = {res['r_null']}
 (LOCO), power method tol {res['power_method']['tol']:g} / ≤ {res['power_method']['max_iter']} iterations.
@@ -348,8 +367,8 @@ A factor changed when |Δθ̂| > τ; {res['thresholds_how']}.
 
 {res.get('strength_how', '')}
 
-| λ | masked part changed | local success | edits |
-|---|---|---|---|
+| λ | part | masked part changed | local success | edits |
+|---|---|---|---|---|
 {sweep}
 """
 

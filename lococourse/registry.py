@@ -104,8 +104,12 @@ def get_spec(name_or_path: str) -> ModelSpec:
         c = json.loads(cfg.read_text())
         size = c.get("sample_size", 0)
         size = size[0] if isinstance(size, (list, tuple)) else size
+        extra = {}
+        if (p / "card.json").exists():  # a folder exported by a recipe (or a copied course model): trust its card
+            card = json.loads((p / "card.json").read_text())
+            extra = {k: card[k] for k in ("prediction_type",) if k in card}
         return ModelSpec(p.name, str(p), "local", "unet2d", int(size), int(c.get("in_channels", 3)),
-                         subfolder="unet" if cfg.parent.name == "unet" else None)
+                         subfolder="unet" if cfg.parent.name == "unet" else None, extra=extra)
     raise ValueError(f"unknown model {name_or_path!r}; registered models: {', '.join(sorted(models))} "
                      "(or give the path of a local diffusers folder)")
 

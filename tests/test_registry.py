@@ -142,6 +142,19 @@ def test_local_folder_reads_the_prediction_type_of_its_scheduler(tiny_unet, tmp_
     assert registry.load_model(str(tmp_path)).prediction_type == "v_prediction"
 
 
+def test_recipe_folder_loaded_by_path_uses_its_card(tmp_path):
+    """A copied course model (or a recipe's --out folder) loaded by path keeps its x₀-parametrisation:
+    its PMP is the network output itself, the same as loading it by name."""
+    import shutil
+
+    shutil.copytree(registry.get_spec("faces16").source, tmp_path / "mine")
+    by_path, by_name = registry.load_model(str(tmp_path / "mine")), registry.load_model("faces16")
+    assert by_path.prediction_type == by_name.prediction_type == "sample"
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(by_path.pmp(0.5)(x), by_name.unet(x, 499).sample, atol=1e-6)
+
+
 def test_folder_without_a_config_is_not_available(tmp_path):
     with pytest.raises(ModelNotAvailableError, match="no diffusers config.json"):
         registry.load_model(str(tmp_path))
