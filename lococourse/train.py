@@ -58,6 +58,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     seed: int = 0
     checkpoint_every: int = 500
+    # x₀-prediction only: weight each sample's x₀ error by its SNR ᾱ/(1−ᾱ) clipped to [1, snr_weight_max].
+    # 1 (the default) is the plain x₀ loss, which barely trains small t (x_t ≈ x₀ there, so the errors are
+    # tiny); a larger cap moves towards the ε loss at small t (whose x₀ weight is SNR) and keeps large t as is.
+    snr_weight_max: float = 1.0
 
 
 def build_unet(cfg: UNetConfig, seed: int = 0):
@@ -74,8 +78,14 @@ def build_unet(cfg: UNetConfig, seed: int = 0):
     )
 
 
-def diffusion_loss(unet, x0: torch.Tensor, prediction_type: str, generator: torch.Generator) -> torch.Tensor:
-    """Mean squared error of the network's prediction at uniformly drawn timesteps (the DDPM objective)."""
+def diffusion_loss(unet, x0: torch.Tensor, prediction_type: str, generator: torch.Generator,
+                   snr_weight_max: float = 1.0) -> torch.Tensor:
+    """Mean squared error of the network's prediction at uniformly drawn timesteps (the DDPM objective);
+    for x₀-prediction optionally weighted by min(max(SNR, 1), snr_weight_max) per sample."""
+    if not (math.isfinite(snr_weight_max) and snr_weight_max >= 1.0):
+        raise ValueError(f"snr_weight_max must be a finite number ≥ 1; got {snr_weight_max!r}")
+    if snr_weight_max != 1.0 and prediction_type != "sample":
+        raise ValueError(f"snr_weight_max applies to prediction_type 'sample' only; got {prediction_type!r}")
     B = x0.shape[0]
     k = torch.randint(0, SCHEDULE.num_steps, (B,), generator=generator)
     ab = SCHEDULE.alphas_cumprod[k].to(x0.dtype).reshape(B, 1, 1, 1)
@@ -90,11 +100,14 @@ def diffusion_loss(unet, x0: torch.Tensor, prediction_type: str, generator: torc
         target = x0
     else:
         raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample'; got {prediction_type!r}")
-    return torch.mean((out - target) ** 2)
+    if snr_weight_max == 1.0:
+        return torch.mean((out - target) ** 2)
+    w = (ab / (1 - ab)).clamp(1.0, snr_weight_max)  # (B, 1, 1, 1)
+    return torch.mean(w * (out - target) ** 2)
 
 
-#: TrainConfig fields that an extension (a new learning-rate segment) may change
-SCHEDULE_FIELDS = ("steps", "lr", "warmup", "checkpoint_every")
+#: TrainConfig fields that an extension (a new learning-rate segment) may change: the schedule and the loss weighting
+SCHEDULE_FIELDS = ("steps", "lr", "warmup", "checkpoint_every", "snr_weight_max")
 
 
 def _config_dict(cfg) -> dict:
@@ -157,7 +170,8 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
             if cfg.steps <= meta["step"]:
                 raise ValueError(f"extend needs steps > {meta['step']} (the run's step); got steps={cfg.steps}")
             if segments[-1]["end"] != cfg.steps:
-                segments = segments + [{"start": meta["step"], "end": cfg.steps, "lr": cfg.lr, "warmup": cfg.warmup}]
+                segments = segments + [{"start": meta["step"], "end": cfg.steps, "lr": cfg.lr, "warmup": cfg.warmup,
+                                       "snr_weight_max": cfg.snr_weight_max}]
         tensors = load_file(out / "state.safetensors")
         unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -192,7 +206,7 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
         for g in opt.param_groups:
             g["lr"] = lr_at(step, segments)
         x0 = sampler(cfg.batch_size, gen)
-        loss = diffusion_loss(unet, x0, cfg.prediction_type, gen)
+        loss = diffusion_loss(unet, x0, cfg.prediction_type, gen, cfg.snr_weight_max)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

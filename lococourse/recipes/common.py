@@ -59,9 +59,9 @@ def stage_configs(cfg: RecipeConfig) -> list[TrainConfig]:
     """The training configs a recipe runs in order: its base run, then one per extension (warm restart)."""
     stages = [cfg.train]
     for ext in cfg.extensions:
-        bad = set(ext) - {"steps", "lr", "warmup"}
+        bad = set(ext) - {"steps", "lr", "warmup", "snr_weight_max"}
         if bad:
-            raise ValueError(f"an extension may set steps, lr and warmup only; got {sorted(bad)}")
+            raise ValueError(f"an extension may set steps, lr, warmup and snr_weight_max only; got {sorted(bad)}")
         if ext["steps"] <= stages[-1].steps:
             raise ValueError(f"extension steps must grow; {ext['steps']} after {stages[-1].steps}")
         stages.append(replace(stages[-1], **ext))
