@@ -151,3 +151,35 @@ def test_non_faces_model_has_no_named_masks(tmp_path, capsys):
     assert rc == 2 and "none for this model" in err
     assert main(["edit", "--model", str(m), "--seed", "0", "--mask", "0,0,8,8", "--strength", "1", "--r", "2",
                  "--r-null", "1", "--out", str(tmp_path / "p.png"), *FAST]) == 0
+
+
+@pytest.mark.parametrize("part", ["eyes", "hair"])
+def test_cli_direction_transfers_with_the_same_effect_on_the_same_part(part, tmp_path):
+    """Issue #4's must-show on the shipped faces32: a direction saved by ``lococourse edit`` (face 3), reloaded
+    by ``lococourse transfer`` (face 4), changes the same factors of the same part in the same directions.
+    Oracle: the factor estimator (analysis by synthesis through the renderer), each edit against its own
+    λ = 0 reconstruction DDIM(DDIM-Inv(x₀, t), 0) computed here."""
+    from lococourse.faces_eval import changed, factor_changes, factors_of_part, thresholds_for, FACTOR_NAMES
+    from lococourse.loco import apply_directions, invert
+    from lococourse.registry import load_model
+
+    src, dst = tmp_path / "edit.png", tmp_path / "transfer.png"
+    assert main(["edit", "--model", "faces32", "--seed", "3", "--mask", part, "--t", "0.6", "--strength", "2",
+                 "--out", str(src), "--quiet"]) == 0
+    assert main(["transfer", "--direction", str(src.with_suffix(".safetensors")), "--seed", "4", "--strength", "2",
+                 "--out", str(dst), "--quiet"]) == 0
+    model = load_model("faces32")
+    d = Direction.load(src.with_suffix(".safetensors"))
+    recon = []
+    for seed in (3, 4):
+        x_t, t = invert(model, sample_faces(1, seed, size=32).images, d.t)
+        recon.append(apply_directions(model, x_t[0], t, direction=d, strengths=[0.0])[0])
+    edited = [read_png(str(p), (3, 32, 32)) for p in (src, dst)]
+    ch = factor_changes(torch.stack(recon).clamp(-1, 1), torch.stack(edited))  # (2, 9)
+    tau = thresholds_for(32)
+    idx = [FACTOR_NAMES.index(n) for n in factors_of_part(part)]
+    moved = changed(ch, tau)[:, idx]  # (2, factors of the part)
+    assert moved[0].any(), f"the source edit changed no {part} factor: {ch[0].tolist()}"
+    assert torch.equal(moved[0], moved[1]), f"source {ch[0].tolist()} vs transfer {ch[1].tolist()}"
+    signs = torch.sign(ch[:, idx])[:, moved[0]]
+    assert torch.equal(signs[0], signs[1])
