@@ -45,15 +45,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_finite
-from .adapters import (GuidedEps, GuidedPMP, UNetEps, UNetPMP, _check_embeds, _check_image, _config, _Decoder,
-                       _timestep_of_t)
+from .adapters import GuidedEps, GuidedPMP, UNetEps, UNetPMP, _check_embeds, _check_image, _config, _Decoder
 from .jacobian import JacobianOperator, check_mask, masked, power_method, vjp
 from .loco import Direction
 
 __all__ = [
     "FAMILIES", "FAMILY_DEFAULTS", "T2IPipeline", "T2IModel", "LCMEps", "LCMPMP", "guidance_scale_embedding",
     "ChunkedJacobianOperator", "pixel_mask", "unsupervised_direction", "text_direction", "TextDirection",
-    "TEditResult", "sample", "t_loco_unsupervised", "t_loco_text", "load_t2i", "check_device_dtype",
+    "TEditResult", "sample", "resample", "t_loco_unsupervised", "t_loco_text", "load_t2i", "check_device_dtype",
 ]
 
 FAMILIES = ("sd", "if", "lcm")
@@ -587,6 +586,18 @@ def _finish(model, sampler, x_t, t_grid, v, strengths):
     lam = torch.tensor([0.0, *strengths], dtype=x_t.dtype, device=x_t.device).reshape(-1, 1, 1, 1)
     x0 = sampler.finish(x_t + lam * v.to(x_t), t_grid)  # (L+1, *S)
     return model.decode(x0)
+
+
+def resample(model: T2IModel, result: TEditResult, strengths: Sequence[float], seed: int = 0) -> torch.Tensor:
+    """Step 9 again at other strengths, with the direction already found: DDIM(x_t + λ v_p, t → 0, c_o) for
+    each λ (the same sampler and ``seed`` as the edit that made ``result``): (L, *S_out) pixel images."""
+    if not isinstance(model, T2IModel):
+        raise TypeError(f"model must be a T2IModel (pipeline.with_prompts(...)); got {type(model).__name__}")
+    if tuple(result.x_t.shape) != tuple(model.shape):
+        raise ValueError(f"the result's x_t has shape {tuple(result.x_t.shape)}, the model's is {tuple(model.shape)}: "
+                         "it belongs to another model")
+    strengths = _check_strengths(strengths)
+    return _finish(model, model.sampler(seed), result.x_t.unsqueeze(0), result.t, result.direction.v, strengths)[1:]
 
 
 def sample(model: T2IModel, seed: int = 0) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Matplotlib views of LOCO edits on procedural faces (lococourse.faces_eval results), and the edit widget.
 
 Each ``plot_*`` takes computed results and returns a ``matplotlib.figure.Figure`` that pyplot does
-not track; nothing here computes beyond reshaping.  :func:`edit_view` / :func:`edit_widget` are the
-notebook front-end of notebook 06: a view that runs faces_eval and draws, and ipywidgets wiring.
+not track; nothing here computes beyond reshaping.  The ``*_view`` / ``*_widget`` pairs are notebook
+front-ends — a view that runs the computation and draws, and its ipywidgets wiring: :func:`edit_widget`
+(notebook 06), :func:`transfer_widget` (07), :func:`tloco_widget` (08).
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from matplotlib.figure import Figure
 
 from .faces_eval import (
     FACTOR_NAMES, PARTS, CompositionStudy, FaceEdit, LinearityStudy, SweepStudy, TransferStudy, apply_face_edit,
-    find_face_direction,
+    find_face_direction, prepare_faces,
 )
 
 __all__ = ["show_image", "plot_edit", "plot_transfer", "plot_composition", "plot_linearity", "plot_sweep",
-           "plot_changes", "edit_view", "edit_widget"]
+           "plot_changes", "edit_view", "edit_widget", "transfer_view", "transfer_widget", "tloco_view", "tloco_widget"]
 
 
 def _new(nrows: int, ncols: int, w: float = 2.2, h: float = 2.3) -> tuple[Figure, np.ndarray]:
@@ -163,9 +164,8 @@ def plot_sweep(study: SweepStudy) -> Figure:
 _DIRECTIONS: dict = {}
 
 
-def edit_view(model, seed: int = 0, part: str = "hair", index: int = 0, strength: float = 7.0, t: float = 0.6,
-              r_null: int = 5, thresholds=None, max_iter: int = 20) -> Figure:
-    """Find (cached per seed, part, k, t, r') and apply one LOCO edit; draw it with its metrics."""
+def _cached_direction(model, seed: int, part: str, index: int, t: float, r_null: int, max_iter: int):
+    """(FaceSet, LOCO direction) of one face's part, cached per (model, seed, part, k, t, r')."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {list(PARTS)}; got {part!r}")
     key = (id(model), int(seed), part, int(index), round(float(t), 4), int(r_null))
@@ -174,7 +174,13 @@ def edit_view(model, seed: int = 0, part: str = "hair", index: int = 0, strength
             _DIRECTIONS.clear()
         _DIRECTIONS[key] = find_face_direction(model, int(seed), part, t=float(t), index=int(index), r_null=int(r_null),
                                                max_iter=max_iter)
-    faces, direction = _DIRECTIONS[key]
+    return _DIRECTIONS[key]
+
+
+def edit_view(model, seed: int = 0, part: str = "hair", index: int = 0, strength: float = 7.0, t: float = 0.6,
+              r_null: int = 5, thresholds=None, max_iter: int = 20) -> Figure:
+    """Find (cached per seed, part, k, t, r') and apply one LOCO edit; draw it with its metrics."""
+    faces, direction = _cached_direction(model, seed, part, index, t, r_null, max_iter)
     edit = apply_face_edit(model, faces, direction, float(strength), thresholds=thresholds)
     return plot_edit(edit, thresholds)
 
@@ -198,4 +204,83 @@ def edit_widget(model, seed: int = 0, part: str = "hair", index: int = 0, streng
         strength=FloatSlider(value=strength, min=-20, max=20, step=0.5, description="λ", continuous_update=False),
         t=FloatSlider(value=t, min=0.2, max=0.9, step=0.05, description="t", continuous_update=False),
         r_null=IntSlider(value=r_null, min=0, max=20, description="r'", continuous_update=False),
+    )
+
+
+# ---------------------------------------------------------------------------------------- notebook 07 front-end
+_FACES: dict = {}
+
+
+def transfer_view(model, source_seed: int = 3, target_seed: int = 4, part: str = "eyes", strength: float = 2.0,
+                  t: float = 0.6, thresholds=None, max_iter: int = 20) -> Figure:
+    """Homogeneity (§3.2) for one pair of faces: the LOCO direction of the source face's part (cached), added
+    unchanged to the target face's x_t at λ, drawn and measured against the target's own mask."""
+    _, direction = _cached_direction(model, source_seed, part, 0, t, 5, max_iter)
+    key = (id(model), int(target_seed), round(float(t), 4))
+    if key not in _FACES:
+        if len(_FACES) > 16:
+            _FACES.clear()
+        _FACES[key] = prepare_faces(model, [int(target_seed)], float(t))
+    edit = apply_face_edit(model, _FACES[key], direction, float(strength), thresholds=thresholds)
+    fig = plot_edit(edit, thresholds)
+    fig.suptitle(f"the {part} direction of face {source_seed}, added to face {target_seed} at λ = {strength:g}: "
+                 f"changed {', '.join(edit.changed_factors) or 'nothing'}; local {'✓' if edit.local_success else '✗'}",
+                 fontsize=9)
+    return fig
+
+
+def transfer_widget(model, source_seed: int = 3, target_seed: int = 4, part: str = "eyes", strength: float = 2.0,
+                    t: float = 0.6):
+    """ipywidgets.interactive over :func:`transfer_view`: source face, target face, part, λ, t."""
+    from IPython.display import display
+    from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed, interactive
+
+    def show(**kw) -> Figure:
+        fig = transfer_view(**kw)
+        display(fig)
+        return fig
+
+    return interactive(
+        show, model=fixed(model),
+        source_seed=IntSlider(value=source_seed, min=0, max=99, description="source", continuous_update=False),
+        target_seed=IntSlider(value=target_seed, min=0, max=99, description="target", continuous_update=False),
+        part=Dropdown(options=list(PARTS), value=part, description="mask"),
+        strength=FloatSlider(value=strength, min=-10, max=10, step=0.25, description="λ", continuous_update=False),
+        t=FloatSlider(value=t, min=0.2, max=0.9, step=0.05, description="t", continuous_update=False),
+    )
+
+
+# ---------------------------------------------------------------------------------------- notebook 08 front-end
+def tloco_view(models: dict, results: dict, name: str, strength: float, seed: int = 0) -> Figure:
+    """One T-LOCO result re-sampled at λ (lococourse.tloco.resample; no new direction): the λ = 0 image, the
+    edit and their difference.  ``results`` maps "family variant" names to (family, TEditResult)."""
+    from .tloco import resample
+
+    if name not in results:
+        raise ValueError(f"name must be one of {sorted(results)}; got {name!r}")
+    family, res = results[name]
+    edited = resample(models[family], res, [float(strength)], seed=seed)[0].float().cpu()
+    original = res.original.float().cpu()
+    fig, ax = _new(1, 3)
+    show_image(ax[0, 0], original, "λ = 0 (source prompt)")
+    show_image(ax[0, 1], edited, f"λ = {strength:g}")
+    _diff(ax[0, 2], edited - original, "edit − original")
+    fig.suptitle(f"{name}: t = {res.t:.3f}", fontsize=9)
+    return fig
+
+
+def tloco_widget(models: dict, results: dict, strength: float = 5.0, seed: int = 0):
+    """ipywidgets.interactive over :func:`tloco_view`: which result, and λ."""
+    from IPython.display import display
+    from ipywidgets import Dropdown, FloatSlider, fixed, interactive
+
+    def show(**kw) -> Figure:
+        fig = tloco_view(**kw)
+        display(fig)
+        return fig
+
+    return interactive(
+        show, models=fixed(models), results=fixed(results), seed=fixed(seed),
+        name=Dropdown(options=sorted(results), value=sorted(results)[0], description="edit"),
+        strength=FloatSlider(value=strength, min=-30, max=30, step=0.5, description="λ", continuous_update=False),
     )

@@ -7,9 +7,8 @@ import torch
 from matplotlib.figure import Figure
 
 from lococourse import faces_eval as fe
-from lococourse.faces_eval import FACTOR_NAMES, PARTS
+from lococourse.faces_eval import FACTOR_NAMES
 from lococourse.jacobian import power_method
-from lococourse.loco import find_direction
 from lococourse.molrg import MoLRG
 from lococourse.registry import ASSETS
 from lococourse.synthetic.faces import render_faces, sample_faces
@@ -258,6 +257,10 @@ def test_studies_run_end_to_end(molrg_faces):
         assert isinstance(fig, Figure)
     w = viz_edit.edit_widget(model, seed=0, part="hair", strength=2.0, r_null=2)
     assert isinstance(w.result, Figure)
+    w = viz_edit.transfer_widget(model, source_seed=0, target_seed=1, part="hair", strength=2.0)
+    assert isinstance(w.result, Figure) and "face 0, added to face 1" in w.result._suptitle.get_text()
+    with pytest.raises(ValueError, match="part must be one of"):
+        viz_edit.transfer_view(model, 0, 1, part="nose")
 
 
 def test_bad_input():

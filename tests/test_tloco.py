@@ -34,6 +34,25 @@ def test_shapes_and_plain_sampling(model):
     assert f(torch.randn(2, *model.shape)).dtype == torch.float32
 
 
+def test_resample_reproduces_the_edit_and_plain_sampling(model):
+    """tloco.resample at the edit's own λ gives the edit's images; at λ = 0 the plain sample (oracle:
+    t_loco_unsupervised's own sampling and tloco.sample); the notebook-08 view draws it."""
+    res = tloco.t_loco_unsupervised(model, _mask(model), None, (-4.0, 4.0), seed=1, r=2, **FAST)
+    again = tloco.resample(model, res, [4.0, -4.0, 0.0], seed=1)
+    assert torch.allclose(again[0], res.edited[1], atol=1e-5) and torch.allclose(again[1], res.edited[0], atol=1e-5)
+    assert torch.allclose(again[2], tloco.sample(model, 1), atol=1e-5)
+    from matplotlib.figure import Figure
+
+    from lococourse import viz_edit
+
+    w = viz_edit.tloco_widget({model.family: model}, {"unsup": (model.family, res)}, strength=2.0, seed=1)
+    assert isinstance(w.result, Figure)
+    with pytest.raises(ValueError, match="name must be one of"):
+        viz_edit.tloco_view({model.family: model}, {"unsup": (model.family, res)}, "text", 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        tloco.resample(model, res, [float("nan")])
+
+
 def test_unsupervised_edit(model):
     res = tloco.t_loco_unsupervised(model, _mask(model), None, (0.0, 5.0), seed=1, r=2, **FAST)
     base = tloco.sample(model, 1)
