@@ -161,6 +161,20 @@ def plot_sweep(study: SweepStudy) -> Figure:
 
 
 # ---------------------------------------------------------------------------------------- notebook 06 front-end
+def _interactive(view, **controls):
+    """``ipywidgets.interactive`` over a view that returns a Figure: display it, keep it as ``widget.result``."""
+    from IPython.display import display
+    from ipywidgets import interactive
+
+    def show(**kwargs) -> Figure:
+        fig = view(**kwargs)
+        display(fig)
+        return fig
+
+    return interactive(show, **controls)
+
+
+
 _DIRECTIONS: dict = {}
 
 
@@ -188,16 +202,10 @@ def edit_view(model, seed: int = 0, part: str = "hair", index: int = 0, strength
 def edit_widget(model, seed: int = 0, part: str = "hair", index: int = 0, strength: float = 7.0, t: float = 0.6,
                 r_null: int = 5):
     """ipywidgets.interactive over :func:`edit_view`: image seed, mask part, direction index k, λ, t, r'."""
-    from IPython.display import display
-    from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed, interactive
+    from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed
 
-    def show(**kw) -> Figure:
-        fig = edit_view(**kw)
-        display(fig)
-        return fig
-
-    return interactive(
-        show, model=fixed(model),
+    return _interactive(
+        edit_view, model=fixed(model),
         seed=IntSlider(value=seed, min=0, max=99, description="image seed", continuous_update=False),
         part=Dropdown(options=list(PARTS), value=part, description="mask"),
         index=IntSlider(value=index, min=0, max=4, description="k", continuous_update=False),
@@ -232,16 +240,10 @@ def transfer_view(model, source_seed: int = 3, target_seed: int = 4, part: str =
 def transfer_widget(model, source_seed: int = 3, target_seed: int = 4, part: str = "eyes", strength: float = 2.0,
                     t: float = 0.6):
     """ipywidgets.interactive over :func:`transfer_view`: source face, target face, part, λ, t."""
-    from IPython.display import display
-    from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed, interactive
+    from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed
 
-    def show(**kw) -> Figure:
-        fig = transfer_view(**kw)
-        display(fig)
-        return fig
-
-    return interactive(
-        show, model=fixed(model),
+    return _interactive(
+        transfer_view, model=fixed(model),
         source_seed=IntSlider(value=source_seed, min=0, max=99, description="source", continuous_update=False),
         target_seed=IntSlider(value=target_seed, min=0, max=99, description="target", continuous_update=False),
         part=Dropdown(options=list(PARTS), value=part, description="mask"),
@@ -271,16 +273,10 @@ def tloco_view(models: dict, results: dict, name: str, strength: float, seed: in
 
 def tloco_widget(models: dict, results: dict, strength: float = 5.0, seed: int = 0):
     """ipywidgets.interactive over :func:`tloco_view`: which result, and λ."""
-    from IPython.display import display
-    from ipywidgets import Dropdown, FloatSlider, fixed, interactive
+    from ipywidgets import Dropdown, FloatSlider, fixed
 
-    def show(**kw) -> Figure:
-        fig = tloco_view(**kw)
-        display(fig)
-        return fig
-
-    return interactive(
-        show, models=fixed(models), results=fixed(results), seed=fixed(seed),
+    return _interactive(
+        tloco_view, models=fixed(models), results=fixed(results), seed=fixed(seed),
         name=Dropdown(options=sorted(results), value=sorted(results)[0], description="edit"),
         strength=FloatSlider(value=strength, min=-30, max=30, step=0.5, description="λ", continuous_update=False),
     )
