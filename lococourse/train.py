@@ -112,7 +112,7 @@ SCHEDULE_FIELDS = ("steps", "lr", "warmup", "checkpoint_every", "snr_weight_max"
 
 def _config_dict(cfg) -> dict:
     """A config as plain JSON (tuples → lists), for comparison with a saved one."""
-    return json.loads(json.dumps(asdict(cfg) if not isinstance(cfg, dict) else cfg))
+    return json.loads(json.dumps(asdict(cfg)))
 
 
 def _with_defaults(saved: dict) -> dict:
@@ -169,9 +169,8 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
                                  "config before extending it")
             if cfg.steps <= meta["step"]:
                 raise ValueError(f"extend needs steps > {meta['step']} (the run's step); got steps={cfg.steps}")
-            if segments[-1]["end"] != cfg.steps:
-                segments = segments + [{"start": meta["step"], "end": cfg.steps, "lr": cfg.lr, "warmup": cfg.warmup,
-                                       "snr_weight_max": cfg.snr_weight_max}]
+            segments = segments + [{"start": meta["step"], "end": cfg.steps, "lr": cfg.lr, "warmup": cfg.warmup,
+                                   "snr_weight_max": cfg.snr_weight_max}]
         tensors = load_file(out / "state.safetensors")
         unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})

@@ -122,11 +122,16 @@ def plot_composition(study: CompositionStudy) -> Figure:
     return fig
 
 
+def _images_then_plot(n: int, w_image: float, w_plot: float, h: float) -> tuple[Figure, np.ndarray]:
+    """A figure with a row of n images and one wider plot axis at the end."""
+    fig = Figure(figsize=(w_image * n + w_plot, h), layout="constrained")
+    return fig, fig.subplots(1, n + 1, gridspec_kw={"width_ratios": [1] * n + [w_plot / w_image * 1.3]})
+
+
 def plot_linearity(study: LinearityStudy) -> Figure:
     """The λ sweep as images, and the main factor's change against λ."""
     L = len(study.strengths)
-    fig = Figure(figsize=(2 * L + 3.5, 2.4), layout="constrained")
-    axes = fig.subplots(1, L + 1, gridspec_kw={"width_ratios": [1] * L + [2.2]})
+    fig, axes = _images_then_plot(L, 2.0, 3.5, 2.4)
     for j, lam in enumerate(study.strengths):
         show_image(axes[j], study.edited[j], f"λ = {lam:g}")
     i = FACTOR_NAMES.index(study.main_factor)
@@ -144,8 +149,7 @@ def plot_linearity(study: LinearityStudy) -> Figure:
 def plot_sweep(study: SweepStudy) -> Figure:
     """The edit at each value of the parameter (t or r'), with leakage and the masked part's change."""
     m = len(study.values)
-    fig = Figure(figsize=(2.1 * m + 4.5, 2.5), layout="constrained")
-    axes = fig.subplots(1, m + 1, gridspec_kw={"width_ratios": [1] * m + [2.5]})
+    fig, axes = _images_then_plot(m, 2.1, 4.5, 2.5)
     for j, v in enumerate(study.values):
         tag = "✓" if study.local_success[j] else "✗"
         show_image(axes[j], study.edited[j], f"{study.parameter} = {v:g} {tag}")
