@@ -1,0 +1,222 @@
+"""The paper's hub checkpoints at their real size — with seeded RANDOM weights.
+
+LOCO Edit (Chen et al., NeurIPS 2024) runs on six hub checkpoints: three DDPM
+UNets (CelebA-HQ, LSUN-church, LSUN-bedroom, 256 px), Stable Diffusion 2.1-base,
+DeepFloyd IF stage I (M) and LCM-Dreamshaper-v7. The Hugging Face hub is not
+reachable from this project's machines, so this module rebuilds each model's
+*architecture* from configs transcribed into ``configs/<org>--<name>/`` (see
+``configs/SOURCES.md`` for where every field came from, and which were inferred)
+and fills it with seeded **random** weights.
+
+RANDOM WEIGHTS: nothing built here is a trained model. Every module returned
+carries ``random_weights = True`` and every dict returned has the key
+``"random_weights": True``. Use these builds to measure shapes, parameter
+counts, memory, Jacobian cost and speed at real size — never image quality.
+
+Only torch, diffusers, transformers and the standard library are imported.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
+
+# hub name -> folder under configs/
+REAL_ARCHITECTURES: dict[str, str] = {
+    "google/ddpm-ema-celebahq-256": "google--ddpm-ema-celebahq-256",
+    "google/ddpm-ema-church-256": "google--ddpm-ema-church-256",
+    "google/ddpm-ema-bedroom-256": "google--ddpm-ema-bedroom-256",
+    "stabilityai/stable-diffusion-2-1-base": "stabilityai--stable-diffusion-2-1-base",
+    "DeepFloyd/IF-I-M-v1.0": "DeepFloyd--IF-I-M-v1.0",
+    "SimianLuo/LCM_Dreamshaper_v7": "SimianLuo--LCM_Dreamshaper_v7",
+}
+
+COMPONENTS = ("unet", "vae", "text_encoder", "scheduler")
+
+# IF's T5-v1.1-XXL encoder has ~4.76e9 parameters: too big for a CPU box. The
+# reduced encoder keeps the output width d_model = 4096 (what the UNet's
+# ``encoder_hid_dim`` consumes) and shrinks depth / heads / feed-forward only.
+REDUCED_T5_OVERRIDES = {"num_layers": 2, "num_heads": 8, "d_ff": 2048}
+
+
+# ----------------------------------------------------------------------------- configs
+def _check_name(name: str) -> str:
+    """Return the config folder of ``name``; ValueError listing the allowed names."""
+    if name not in REAL_ARCHITECTURES:
+        allowed = ", ".join(sorted(REAL_ARCHITECTURES))
+        raise ValueError(f"unknown real architecture {name!r}; allowed: {allowed}")
+    return REAL_ARCHITECTURES[name]
+
+
+def has_component(name: str, component: str) -> bool:
+    """Whether the checkpoint ``name`` has ``component`` (pixel-space models have no VAE)."""
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; allowed: {', '.join(COMPONENTS)}")
+    return (CONFIG_ROOT / _check_name(name) / f"{component}.json").is_file()
+
+
+def real_config(name: str, component: str) -> dict:
+    """A fresh copy of the transcribed config of ``component`` of checkpoint ``name``."""
+    if not has_component(name, component):
+        present = [c for c in COMPONENTS if has_component(name, c)]
+        raise ValueError(f"{name!r} has no {component!r}; its components are: {', '.join(present)}")
+    path = CONFIG_ROOT / _check_name(name) / f"{component}.json"
+    return copy.deepcopy(json.loads(path.read_text()))
+
+
+def _diffusers_class(config: dict):
+    """The diffusers class named by a config's ``_class_name``."""
+    import diffusers
+
+    return getattr(diffusers, config["_class_name"])
+
+
+def _check_dtype(dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+
+
+def _mark(module: torch.nn.Module, name: str, component: str) -> torch.nn.Module:
+    """Tag a built module as random-weight, real-size ``name``/``component``."""
+    module.random_weights = True
+    module.real_size_name = name
+    module.real_size_component = component
+    return module
+
+
+# ----------------------------------------------------------------------------- builders
+def _build(name, component, make, seed, dtype, device):
+    """Seed, build ``make()`` on ``device`` in float32, cast to ``dtype``, eval, tag."""
+    _check_dtype(dtype)
+    torch.manual_seed(seed)
+    with torch.device(device or "cpu"):
+        module = make()
+    if dtype != torch.float32:
+        module = module.to(dtype)
+    return _mark(module.eval(), name, component)
+
+
+def build_real_unet(name: str, seed: int = 0, dtype=torch.float32, device=None):
+    """The real-size UNet of hub checkpoint ``name`` with seeded RANDOM weights.
+
+    ``device="meta"`` builds the structure without allocating any weights.
+    The module has ``random_weights = True``: it is not the trained checkpoint.
+    """
+    config = real_config(name, "unet")
+    cls = _diffusers_class(config)
+    return _build(name, "unet", lambda: cls.from_config(config), seed, dtype, device)
+
+
+def build_real_vae(name: str, seed: int = 0, dtype=torch.float32, device=None):
+    """The real-size AutoencoderKL of ``name`` (latent models only), seeded RANDOM weights.
+
+    Raises ValueError for the pixel-space checkpoints (DDPMs, DeepFloyd IF).
+    The module has ``random_weights = True``: it is not the trained checkpoint.
+    """
+    config = real_config(name, "vae")
+    cls = _diffusers_class(config)
+    return _build(name, "vae", lambda: cls.from_config(config), seed, dtype, device)
+
+
+def text_encoder_config(name: str, reduced_text_encoder: bool = False, vocab_size: int | None = None):
+    """The transformers config object of ``name``'s text encoder (optionally reduced).
+
+    ``reduced_text_encoder`` applies ``REDUCED_T5_OVERRIDES`` (T5 only: keeps
+    d_model = 4096, the width the IF UNet consumes). ``vocab_size`` replaces the
+    hub vocabulary size, for a hand-made vocabulary.
+    """
+    from transformers import CLIPTextConfig, T5Config
+
+    raw = real_config(name, "text_encoder")
+    raw = {k: v for k, v in raw.items() if k not in ("architectures", "torch_dtype", "transformers_version")}
+    if vocab_size is not None:
+        if not isinstance(vocab_size, int) or vocab_size < 8:
+            raise ValueError(f"vocab_size must be an int >= 8, got {vocab_size!r}")
+        raw["vocab_size"] = vocab_size
+    if raw["model_type"] == "t5":
+        if reduced_text_encoder:
+            raw.update(REDUCED_T5_OVERRIDES)
+        return T5Config(**raw)
+    if reduced_text_encoder:
+        raise ValueError(f"reduced_text_encoder is only defined for the T5 encoder of DeepFloyd IF, not {name!r}")
+    return CLIPTextConfig(**raw)
+
+
+def build_real_text_encoder(
+    name: str,
+    seed: int = 0,
+    dtype=torch.float32,
+    device=None,
+    reduced_text_encoder: bool = False,
+    vocab_size: int | None = None,
+):
+    """The text encoder of ``name`` (CLIPTextModel or T5EncoderModel), seeded RANDOM weights.
+
+    For DeepFloyd IF the full T5-v1.1-XXL encoder (~4.76e9 parameters, ~19 GB in
+    float32) does not fit a CPU box: pass ``reduced_text_encoder=True`` for a
+    2-layer encoder with the same output width (4096). Raises ValueError for the
+    unconditional DDPMs. The module has ``random_weights = True``.
+    """
+    from transformers import CLIPTextModel, T5EncoderModel
+
+    config = text_encoder_config(name, reduced_text_encoder, vocab_size)
+    cls = T5EncoderModel if config.model_type == "t5" else CLIPTextModel
+    module = _build(name, "text_encoder", lambda: cls(config), seed, dtype, device)
+    module.reduced_text_encoder = bool(reduced_text_encoder)
+    return module
+
+
+def build_real_scheduler(name: str):
+    """The diffusers scheduler of ``name`` from its transcribed config (no weights)."""
+    config = real_config(name, "scheduler")
+    return _diffusers_class(config).from_config(config)
+
+
+# ----------------------------------------------------------------------------- summary
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _meta_count(name: str, component: str, **kw) -> int | None:
+    """Parameter count of ``component`` built on the meta device (no weights allocated)."""
+    if not has_component(name, component):
+        return None
+    builders = {"unet": build_real_unet, "vae": build_real_vae, "text_encoder": build_real_text_encoder}
+    return _count(builders[component](name, device="meta", **kw))
+
+
+def latent_scale(name: str) -> int:
+    """Pixels per UNet sample along one side: 2**(#VAE levels - 1), or 1 without a VAE."""
+    if not has_component(name, "vae"):
+        return 1
+    return 2 ** (len(real_config(name, "vae")["block_out_channels"]) - 1)
+
+
+def real_size_summary(name: str) -> dict:
+    """Parameter counts and shapes of ``name``'s components, from configs on the meta device.
+
+    No weights are allocated. ``random_weights: True`` says what any build of
+    these architectures carries: random, not trained, weights.
+    """
+    _check_name(name)
+    unet = real_config(name, "unet")
+    counts = {c: _meta_count(name, c) for c in ("unet", "vae", "text_encoder")}
+    summary = {
+        "name": name,
+        "random_weights": True,
+        "unet_class": unet["_class_name"],
+        "params": counts,
+        "unet_sample_size": unet["sample_size"],
+        "unet_in_channels": unet["in_channels"],
+        "unet_out_channels": unet["out_channels"],
+        "latent_scale": latent_scale(name),
+        "image_size": unet["sample_size"] * latent_scale(name),
+        "float32_bytes": {c: (4 * n if n is not None else None) for c, n in counts.items()},
+    }
+    if name == "DeepFloyd/IF-I-M-v1.0":
+        summary["params"]["text_encoder_reduced"] = _meta_count(name, "text_encoder", reduced_text_encoder=True)
+    return summary
