@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from lococourse.molrg import MoLRG
-from lococourse.schedule import SCHEDULE
-from lococourse.train import TrainConfig, UNetConfig, train
+from lococourse.core.schedule import SCHEDULE
+from lococourse.models.train import TrainConfig, UNetConfig, train
+from lococourse.theory.molrg import MoLRG
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / "runs" / "bench_unet"
@@ -121,7 +121,7 @@ def freeze(unet):
     """Frozen (requires_grad False), eval mode, attention through :class:`PlainAttnProcessor`.
 
     ``UNet2DModel``'s mid-block has one self-attention layer by default (``add_attention=True``;
-    lococourse.train.build_unet keeps it).  The swap is checked: same output to 1e-5.
+    lococourse.models.train.build_unet keeps it).  The swap is checked: same output to 1e-5.
     """
     from diffusers.models.attention_processor import Attention
 

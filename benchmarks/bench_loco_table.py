@@ -5,13 +5,13 @@
 
 The paper's Table 1 asks human raters whether an edit changed "only one major feature" (local-edit
 success) and whether a transferred edit "changed the same features" (transfer success).  On the
-procedural faces (lococourse.synthetic.faces) both questions have measurable answers: the factor
-estimator of lococourse.faces_eval reads the 9 factors off every image, and a factor *changed* when
+procedural faces (lococourse.data.faces) both questions have measurable answers: the factor
+estimator of lococourse.eval reads the 9 factors off every image, and a factor *changed* when
 its estimate moved by more than its threshold τ (set from the estimator's measured noise).
 
 Protocol (every number below is measured in this run):
 
-1. **Thresholds** — lococourse.faces_eval.calibrate_thresholds on the DDIM reconstructions of held-out
+1. **Thresholds** — lococourse.eval.calibrate_thresholds on the DDIM reconstructions of held-out
    calibration faces (seeds 1000+): known single-factor changes are injected through the renderer
    (with pixel noise), and τ_j = max(0.05, 2 × the 95 % quantile of the estimated change of the
    *other* factors j); 0.05 (5 % of a factor's range) is the smallest change we call a feature change.
@@ -24,7 +24,7 @@ Protocol (every number below is measured in this run):
    strengths do.  Every method uses the part's λ; a transfer keeps its source part's λ.
    ``--strength L`` fixes one λ for every part instead.
 3. **Evaluation faces** — seeds 0 … n−1 (``sample_faces(1, seed)``), each DDIM-inverted through the
-   model to t (lococourse.loco.invert, the 100-step grid), with its ground-truth part masks.  The
+   model to t (lococourse.editing.loco.invert, the 100-step grid), with its ground-truth part masks.  The
    reference of every edit is the λ = 0 reconstruction DDIM(x_t, 0) (the model's own reconstruction
    error cancels).
 4. **Directions**, per image and part (k = 0, r = 5): ``loco`` (Algorithm 1, r' = 5), ``no_projection``
@@ -60,11 +60,17 @@ from pathlib import Path
 
 import torch
 
-from lococourse.faces_eval import (
-    FACTOR_NAMES, METHODS, PARTS, FactorFit, calibrate_thresholds, changed_parts, face_directions, factor_changes,
-    edit_metrics, local_edit_success, model_size, prepare_faces, sample_edits, transfer_main_success, transfer_success,
+from lococourse.data.faces import FACTOR_NAMES, PARTS
+from lococourse.eval.decisions import (
+    calibrate_thresholds,
+    changed_parts,
+    local_edit_success,
+    transfer_main_success,
+    transfer_success,
 )
-from lococourse.registry import load_model
+from lococourse.eval.faces import METHODS, edit_metrics, face_directions, model_size, prepare_faces, sample_edits
+from lococourse.eval.factors import FactorFit, factor_changes
+from lococourse.models.registry import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB_SEEDS = (1000, 1001, 1002, 1003)
@@ -186,7 +192,7 @@ def run(args) -> dict:
                                   "success": bool(transfer_success(src[(method, part, s)], ch[j], thresholds)),
                                   "changes": [round(float(v), 4) for v in ch[j]]})
         if i == 0:  # transfer time: one new image at a time (DDIM-Inv + one edit), per method
-            from lococourse.loco import invert
+            from lococourse.editing.loco import invert
 
             for method in METHODS:
                 d = fd.directions[(method, "hair")] if (method, "hair") in fd.directions else next(iter(fd.directions.values()))

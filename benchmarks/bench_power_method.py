@@ -31,7 +31,11 @@ import _models  # noqa: E402
 from _baseline import baseline_power_method  # noqa: E402
 
 from lococourse.jacobian import (  # noqa: E402
-    JacobianOperator, dense_jacobian, dense_jacobian_loop, power_method, subspace_distance,
+    JacobianOperator,
+    dense_jacobian,
+    dense_jacobian_loop,
+    power_method,
+    subspace_distance,
 )
 
 K = 5

@@ -1,1 +1,0 @@
-"""Subcommands of the ``lococourse`` command line (each module: ``add_arguments`` and ``run``)."""

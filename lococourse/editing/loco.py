@@ -1,0 +1,248 @@
+"""LOCO Edit (Algorithm 1 of Chen et al. 2024): the one implementation of its steps 3–9.
+
+A *model* is a :class:`~lococourse.core.interfaces.DiffusionModel` (``pmp(t)``, ``eps_model()``, ``shape``, a name):
+a :class:`~lococourse.models.registry.LoadedModel`, a :class:`~lococourse.theory.molrg.MoLRG`, a T-LOCO
+:class:`~lococourse.models.t2i.T2IModel`.  Directions live in x_t-space; masks live in the PMP's output space.
+Nothing here forms a d × d matrix.  :func:`find_direction` is the only place steps 4–8 happen: the CLI, the
+benchmark, the notebooks, the faces evaluation and T-LOCO's unsupervised variant (Algorithm 3) all call it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from lococourse.core.checks import check_finite, check_index, check_strength
+from lococourse.core.interfaces import PMP, DiffusionModel, LinearOperator
+from lococourse.core.schedule import check_t
+from lococourse.editing.direction import Direction, model_name
+from lococourse.jacobian.operator import check_mask
+from lococourse.jacobian.power import TopSVD, power_method
+from lococourse.jacobian.subspace import project_out
+from lococourse.jacobian.views import JacobianViews
+from lococourse.models.ddim import ddim_grid, ddim_invert, ddim_sample
+
+__all__ = ["find_direction", "complement_basis", "linearize", "invert", "apply_directions", "loco_edit", "transfer",
+           "EditResult"]
+
+JACOBIANS = ("pmp", "eps")
+SELECT = ("index", "mask_energy")
+
+
+def linearize(f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None = None, *, alpha_bar: float | None = None,
+              chunk: int | None = None, forward_mode: str = "transpose") -> JacobianViews:
+    """The one linearisation of f at x_t that steps 4 and 5 share (a :class:`JacobianViews`; returned as is if given)."""
+    if isinstance(f, JacobianViews):
+        views = f
+    elif isinstance(f, LinearOperator):
+        views = JacobianViews.__new__(JacobianViews)
+        views.base, views.seconds, views.alpha_bar = f, 0.0, alpha_bar
+    else:
+        if x_t is None:
+            raise ValueError("x_t is needed to linearise a PMP; give x_t or a JacobianViews / JacobianOperator")
+        check_finite(x_t, "x_t")
+        views = JacobianViews(f, x_t, alpha_bar, chunk=chunk, forward_mode=forward_mode)
+        views.t = getattr(f, "t", None)
+    if x_t is not None and tuple(x_t.shape) != tuple(views.base.shape_in):
+        raise ValueError(f"x_t has shape {tuple(x_t.shape)} but the Jacobian was taken at shape {views.base.shape_in}")
+    if not hasattr(views, "cache"):
+        views.cache = {}  # power-method results per (view, k, seed, tol, max_iter): shared across calls
+    return views
+
+
+def _top(views: JacobianViews, mask: torch.Tensor | None, eps: bool, k: int, seed: int, tol: float,
+         max_iter: int) -> tuple[TopSVD, float]:
+    """Top-k SVD of P_mask J (or P_mask ∂ε/∂x_t) by Algorithm 2, memoised on the linearisation; (result, seconds)."""
+    key = (None if mask is None else hash(mask.numpy().tobytes()), eps, k, seed, tol, max_iter)
+    if key not in views.cache:
+        t0 = time.perf_counter()
+        top = power_method(views.view(mask, eps=eps), k=k, seed=seed, tol=tol, max_iter=max_iter)
+        views.cache[key] = (top, time.perf_counter() - t0)
+    return views.cache[key]
+
+
+def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, seed: int = 0, tol: float = 1e-4,
+                     max_iter: int = 50, eps: bool = False) -> tuple[torch.Tensor | None, float]:
+    """Step 5: V̄ (d × r'), the top-r' right singular vectors of ∇P_{Ω^c} f (power seed ``seed + 1``); None for r' = 0.
+
+    ``mask`` is Ω in the PMP's full output shape.  Returns (V̄, seconds of the power method).
+    """
+    if r_null == 0:
+        return None, 0.0
+    top, s = _top(views, ~mask, eps, r_null, seed + 1, tol, max_iter)
+    return top.V, s
+
+
+def find_direction(
+    f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None, mask: torch.Tensor, *, index: int = 0,
+    r: int = 5, r_null: int = 5, seed: int = 0, tol: float = 1e-4, max_iter: int = 50, model: str = "",
+    jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
+    chunk: int | None = None, forward_mode: str = "transpose", extra: dict | None = None,
+) -> Direction:
+    """Steps 4–8 of Algorithm 1 at x_t (and Algorithm 3's steps 6–10, the same computation):
+
+      4. top-r SVD (Ũ, Σ̃, Ṽ) of J̃ = ∇_{x_t} P_Ω f(x_t)           (generalized power method, Alg. 2)
+      5. top-r' SVD (Ū, Σ̄, V̄) of J̄ = ∇_{x_t} P_{Ω^c} f(x_t)      (r' = ``r_null``; 0 skips 5 and 7)
+      6. v ← Ṽ[:, k]                                              (k = ``index``)
+      7. v_p ← v − V̄ (V̄ᵀ v)                                       (:func:`~lococourse.jacobian.project_out`)
+      8. v_p ← v_p / ‖v_p‖
+
+    ``f`` is a PMP (linearised here at ``x_t``) or an existing linearisation (:func:`linearize`, a
+    :class:`JacobianViews` or a :class:`JacobianOperator`; ``x_t`` may then be ``None``): several calls on one
+    linearisation share its forward pass and its power methods.  ``mask`` is Ω, boolean, of the output shape or
+    its trailing (H, W); empty and all-true masks are refused.
+
+    Ablations (Appendix G.2, defaults are the paper's): ``masked_jacobian=False`` uses the unmasked J in step 4;
+    ``jacobian="eps"`` uses ∂ε/∂x_t = (I − √ᾱ J)/√(1−ᾱ) instead of ∂x̂₀/∂x_t (needs ``alpha_bar``);
+    ``select="mask_energy"`` (only with the unmasked J) takes for k the one of the top r whose left singular
+    vector u_k puts the largest fraction of its energy inside Ω.  ``chunk``/``forward_mode``: see
+    :class:`~lococourse.jacobian.JacobianOperator`.  The singular vectors' sign ambiguity is fixed by
+    :func:`~lococourse.jacobian.power_method` (largest entry positive).
+
+    ``Direction.seconds`` is what this direction costs on its own: the linearisation plus the power methods it
+    used, whether or not they were shared with an earlier call.
+    """
+    if jacobian not in JACOBIANS:
+        raise ValueError(f"jacobian must be one of {JACOBIANS}; got {jacobian!r}")
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}; got {select!r}")
+    if select == "mask_energy" and masked_jacobian:
+        raise ValueError("select='mask_energy' ranks the unmasked Jacobian's vectors; use it with masked_jacobian=False")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"r must be a positive integer; got {r!r}")
+    check_index(index, "index k", r, what="r")
+    views = linearize(f, x_t, alpha_bar=alpha_bar, chunk=chunk, forward_mode=forward_mode)
+    base = views.base
+    check_index(r, "r", min(base.d_in, base.d_out) + 1, low=1, what="d + 1")
+    check_index(r_null, "r' (r_null)", base.d_in, what="d")
+    if jacobian == "eps" and views.alpha_bar is None:
+        views.alpha_bar = alpha_bar
+    mask_full = check_mask(torch.as_tensor(mask).cpu(), base.shape_out)
+    eps = jacobian == "eps"
+    # Step 4.
+    top, s_top = _top(views, mask_full if masked_jacobian else None, eps, r, seed, tol, max_iter)
+    # Step 6.
+    k = index if select == "index" else _most_inside(top, mask_full)
+    v = top.V[:, k]
+    # Steps 5 and 7.
+    Vbar, s_null = complement_basis(views, mask_full, r_null, seed=seed, tol=tol, max_iter=max_iter, eps=eps)
+    v = project_out(v, Vbar)
+    # Step 8.
+    n = torch.linalg.norm(v)
+    if not n > 0:
+        raise ValueError("the projected direction is zero: v lies in span(V̄); use a smaller r' or another index")
+    v = (v / n).reshape(base.shape_in)
+    t = getattr(views, "t", None)
+    info = {"converged": bool(top.converged), "n_iter": int(top.n_iter), **(extra or {})}
+    seconds = views.seconds + s_top + s_null
+    return Direction(v.detach(), float("nan") if t is None else float(t), torch.as_tensor(mask).cpu().clone(), k, r,
+                     r_null, float(top.S[k]), model, seed, jacobian, seconds, info)
+
+
+def _most_inside(top: TopSVD, mask_full: torch.Tensor) -> int:
+    """The k whose u_k has the largest fraction of its energy inside Ω (the unmasked ablations' reading of a part)."""
+    U = top.U.T.reshape(top.U.shape[1], *top.shape_out)  # (r, *S_out)
+    frac = (U ** 2 * mask_full).flatten(1).sum(1) / (U ** 2).flatten(1).sum(1)
+    return int(frac.argmax())
+
+
+def invert(model: DiffusionModel, x0: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
+    """Step 3 of Algorithm 1: x_t = DDIM-Inv(x₀, t) on the paper's 100-step grid; returns (x_t, grid t)."""
+
+    check_t(t)
+    grid = ddim_grid()
+    single = x0.dim() == len(model.shape)  # one image (*S): the ε-model takes batches
+    x_t = ddim_invert(model.eps_model(), x0.unsqueeze(0) if single else x0, t, grid=grid)
+    return (x_t[0] if single else x_t), grid.snap(t)
+
+
+def apply_directions(model: DiffusionModel, x_t: torch.Tensor, t: float, terms: Sequence[tuple[Direction, float]] | None = None,
+                     strengths: Sequence[float] | None = None, direction: Direction | None = None) -> torch.Tensor:
+    """Step 9: x₀' = DDIM(x_t + Σ λ_i v_i, 0), in one batch.
+
+    Either ``terms`` [(direction, λ), …] (composition: one image) or ``direction`` with a list of
+    ``strengths`` (a linearity sweep: one image per λ, all from the same x_t).  x_t: (*S).
+    """
+
+    if terms is not None:
+        for dirn, lam in terms:
+            check_strength(lam)
+            dirn.check_compatible("", x_t.shape)
+        x = (x_t + sum(lam * dirn.v.to(x_t.dtype) for dirn, lam in terms)).unsqueeze(0)
+    elif direction is not None and strengths is not None:
+        for lam in strengths:
+            check_strength(lam)
+        direction.check_compatible("", x_t.shape)
+        lam = torch.as_tensor(list(strengths), dtype=x_t.dtype).reshape(-1, *[1] * x_t.dim())
+        x = x_t.unsqueeze(0) + lam * direction.v.to(x_t.dtype)
+    else:
+        raise ValueError("give either terms=[(direction, strength), …] or direction= with strengths=[…]")
+    with torch.no_grad():
+        return ddim_sample(model.eps_model(), x, t, 0.0)
+
+
+@dataclass
+class EditResult:
+    x0: torch.Tensor  # (*S) the original image
+    x_t: torch.Tensor  # (*S) its DDIM inversion at t
+    t: float  # grid time of the edit
+    direction: Direction
+    strengths: list
+    edited: torch.Tensor  # (L, *S): DDIM(x_t + λ v_p, 0) per λ
+    reconstruction: torch.Tensor  # (*S): DDIM(x_t, 0), the λ = 0 image
+
+
+def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: float, *, index: int = 0,
+              strengths: Sequence[float] = (-6.0, 6.0), r: int = 5, r_null: int = 5, seed: int = 0,
+              tol: float = 1e-4, max_iter: int = 50, masked_jacobian: bool = True,
+              progress: Callable[[str], None] | None = None) -> EditResult:
+    """Unsupervised LOCO Edit, Algorithm 1 of Chen et al. (2024), end to end.
+
+      3. x_t ← DDIM-Inv(x₀, t)
+      4–8. v_p from the masked Jacobian and nullspace projection (:func:`find_direction`)
+      9. x₀' ← DDIM(x_t + λ v_p, 0) for each λ in ``strengths`` (one batch, with λ = 0 as reference)
+    """
+    check_finite(x0, "x0")
+    for lam in strengths:
+        check_strength(lam)
+    say = progress or (lambda msg: None)
+    say(f"DDIM-inverting the image to t = {t} (Algorithm 1 step 3)")
+    x_t, t_grid = invert(model, x0, t)  # Step 3.
+    say(f"finding the direction at t = {t_grid:.3f}: top-{r} of the masked Jacobian, top-{r_null} of its complement "
+        "projected out (steps 4–8)")
+    direction = find_direction(model.pmp(t_grid), x_t, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol,
+                               max_iter=max_iter, model=model_name(model), masked_jacobian=masked_jacobian)
+    direction.t = t_grid
+    lams = [0.0, *[float(s) for s in strengths]]
+    say(f"direction found in {direction.seconds:.1f} s (σ_k = {direction.sigma:.4f}); sampling the edit (step 9)")
+    out = apply_directions(model, x_t, t_grid, direction=direction, strengths=lams)  # Step 9.
+    return EditResult(x0, x_t, t_grid, direction, list(lams[1:]), out[1:], out[0])
+
+
+def transfer(model: DiffusionModel, direction: Direction, x0: torch.Tensor, strengths: Sequence[float], *, t: float | None = None,
+             reproject: bool = False, seed: int = 0, progress: Callable[[str], None] | None = None) -> EditResult:
+    """Apply a direction found on one image to another (homogeneity, §3.2): invert x₀ to t, add λ v, sample.
+
+    As in the paper the direction is added unchanged; ``reproject=True`` first projects it onto the
+    target image's own complement nullspace (top-r' of ∇ P_{Ω^c} f at the target x_t) and renormalises.
+    """
+    t = direction.t if t is None else t
+    say = progress or (lambda msg: None)
+    direction.check_compatible(model_name(model), x0.shape)
+    for lam in strengths:
+        check_strength(lam)
+    say(f"DDIM-inverting the image to t = {t:.3f}")
+    x_t, t_grid = invert(model, x0, t)
+    used = direction
+    if reproject and direction.r_null > 0:
+        views = linearize(model.pmp(t_grid), x_t)
+        mask_full = check_mask(direction.mask, views.base.shape_out)
+        Vbar, _ = complement_basis(views, mask_full, direction.r_null, seed=seed)
+        v = project_out(direction.v.reshape(-1).to(Vbar.dtype), Vbar)
+        used = Direction(**{**asdict(direction), "v": (v / v.norm()).reshape(direction.shape), "t": t_grid})
+    lams = [0.0, *[float(s) for s in strengths]]
+    say("adding λ × the direction and sampling (step 9)")
+    out = apply_directions(model, x_t, t_grid, direction=used, strengths=lams)
+    return EditResult(x0, x_t, t_grid, used, list(lams[1:]), out[1:], out[0])

@@ -1,0 +1,269 @@
+"""Edit quality on procedural faces, measured: which factors an edit changed, by analysis by synthesis.
+
+The faces of :mod:`lococourse.data.faces` are a known, differentiable function of 9 factors,
+each belonging to one of 5 parts.  So "did the edit change only the eyes?" — the question the
+paper's human raters answered (Appendix G.2, Table 1) — has a measurable answer here:
+
+1. **Estimate** the factors of any face image by analysis by synthesis (:func:`estimate_factors`):
+   find θ ∈ [0, 1]⁹ minimising ‖render(θ) − x‖² with
+
+   a. a seeded quasi-random pool of rendered candidates (the best ``n_starts`` per image by MSE),
+   b. projected Adam on every start (batched: all images × all starts in one rendering),
+   c. a coordinate grid sweep of each factor of the best fit (escapes the local minima of small,
+      edge-only features such as the gaze), and a second Adam polish.
+
+   ``bg_hue`` is periodic (the background palette is a cosine of period 1), so it is optimised
+   modulo 1 and compared on the circle (:func:`factor_delta`).
+2. **Compare** two images by their estimated factors (:func:`factor_changes`), always against the
+   model's own λ = 0 reconstruction so that the model's reconstruction error cancels.
+3. **Decide** with per-factor thresholds set from the estimator's measured noise
+   (:func:`calibrate_thresholds`, :data:`DEFAULT_THRESHOLDS`): a factor *changed* when
+   |Δθ_i| > τ_i.
+
+   * :func:`local_edit_success` — some factor of the masked part changed and no factor of any other
+     part did (the paper's "only one major feature is edited").
+   * :func:`transfer_success` — the transferred edit changed the same factors as the source edit, in
+     the same directions (the paper's "the two edited images have the same features changed").
+   * :func:`transfer_main_success` — looser: the source edit's main factor changes the same way.
+   * :func:`factor_linearity` — R² of the main factor's change against λ.
+   * :func:`factor_composability` — ‖Δθ_composite − Σ Δθ_i‖ / ‖Σ Δθ_i‖.
+4. **Edit** generated faces through a model (Algorithm 1, and the ablations of the benchmark):
+   :func:`prepare_faces` (DDIM-Inv, reconstructions), :func:`face_directions` (every method × part
+   from one linearisation, :class:`JacobianViews`), :func:`edit_face`; and the property studies of
+   notebook 07 (:func:`transfer_study`, :func:`composition_study`, :func:`linearity_study`,
+   :func:`t_study`, :func:`r_null_study`).
+
+No plotting here (see :mod:`lococourse.course.viz_edit`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from lococourse.core.checks import check_strength
+from lococourse.data.faces import FACTOR_NAMES, PARTS, sample_faces
+from lococourse.editing.loco import find_direction, invert, linearize
+from lococourse.editing.metrics import leakage, psnr_outside, ssim_outside
+from lococourse.eval.decisions import Thresholds, changed, local_edit_success, thresholds_for
+from lococourse.eval.factors import EstimatorConfig, FactorFit, as_theta, check_part, estimate_factors, factor_changes
+from lococourse.models.ddim import ddim_grid, ddim_sample
+
+
+# ---------------------------------------------------------------------------------------- faces through a model
+@dataclass
+class FaceSet:
+    """Generated faces (one per seed, ``sample_faces(1, seed)``), DDIM-inverted to t through a model."""
+
+    seeds: list
+    x0: torch.Tensor  # (n, 3, S, S) the generated faces
+    masks: dict  # part -> (n, S, S) bool, the ground-truth part masks of x0
+    factors: torch.Tensor  # (n, 9) the true factors of x0
+    x_t: torch.Tensor  # (n, 3, S, S) DDIM-Inv(x0, t)
+    t: float  # the DDIM grid time
+    alpha_bar: float  # ᾱ at t
+    recon: torch.Tensor  # (n, 3, S, S) DDIM(x_t, 0): the λ = 0 reference of every edit
+    recon_fit: FactorFit | None  # estimated factors of the reconstructions
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+
+def model_size(model) -> int:
+    """The side S of a faces model's (3, S, S) images (clear error for other models)."""
+    shape = tuple(model.shape)
+    if len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2] or shape[1] < 8:
+        raise ValueError(f"a faces model makes (3, S, S) images; this model's shape is {shape}")
+    return shape[1]
+
+
+def sample_edits(model, x: torch.Tensor, t: float, batch: int = 128) -> torch.Tensor:
+    """DDIM(x, 0) from the grid time t for a batch of (edited) x_t, in chunks of ``batch``: Algorithm 1 step 9."""
+
+    eps = model.eps_model()
+    with torch.no_grad():
+        return torch.cat([ddim_sample(eps, x[i:i + batch], t, 0.0) for i in range(0, len(x), batch)])
+
+
+def prepare_faces(model, seeds: Sequence[int], t: float = 0.6, *, estimate: bool = True,
+                  config: EstimatorConfig | None = None) -> FaceSet:
+    """Faces for ``seeds``, their ground truth, x_t = DDIM-Inv(x₀, t) (Algorithm 1 step 3), and the
+    reconstructions DDIM(x_t, 0) with their estimated factors (the reference of every edit)."""
+
+    size = model_size(model)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one face")
+    fbs = [sample_faces(1, s, size=size) for s in seeds]
+    x0 = torch.cat([fb.images for fb in fbs])
+    masks = {p: torch.cat([fb.masks[p] for fb in fbs]) for p in PARTS}
+    factors = torch.cat([as_theta(fb.factors) for fb in fbs])
+    x_t, t_grid = invert(model, x0, t)
+    grid = ddim_grid()
+    alpha_bar = float(grid.alpha_bar[grid.index(t_grid)])
+    recon = sample_edits(model, x_t, t_grid)
+    fit = estimate_factors(recon, config) if estimate else None
+    return FaceSet(seeds, x0, masks, factors, x_t, t_grid, alpha_bar, recon, fit)
+
+
+#: The ways of finding an editing direction compared in the benchmark (Table 1 and Appendix G.2).
+METHODS: dict[str, str] = {
+    "loco": "LOCO Edit: masked PMP Jacobian + nullspace projection (Algorithm 1, r' = 5)",
+    "no_projection": "masked PMP Jacobian without nullspace projection (r' = 0)",
+    "eps_unmasked": "∂ε/∂x_t, unmasked, no projection (Appendix G.2)",
+    "pmp_unmasked": "∂x̂₀/∂x_t, unmasked, no projection",
+}
+
+
+@dataclass
+class FaceDirections:
+    """Directions of one image: (method, part) → Direction, and what they cost."""
+
+    directions: dict
+    linearize_s: float  # one JacobianOperator (shared by every method and part)
+    power_s: dict  # (method, part) → seconds of the power method(s) that method needs for that direction
+    skipped: list  # parts whose mask is empty or all true in this image
+
+    def learning_seconds(self, method: str, part: str) -> float:
+        """What finding this one direction costs on its own: the linearisation plus its power methods."""
+        return self.linearize_s + self.power_s[(method, part)]
+
+
+#: How each method of :data:`METHODS` calls Algorithm 1 (:func:`~lococourse.editing.loco.find_direction`).
+METHOD_OPTIONS: dict[str, dict] = {
+    "loco": {},
+    "no_projection": {"r_null": 0},
+    "pmp_unmasked": {"r_null": 0, "masked_jacobian": False, "select": "mask_energy"},
+    "eps_unmasked": {"r_null": 0, "masked_jacobian": False, "select": "mask_energy", "jacobian": "eps"},
+}
+
+
+def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = tuple(METHODS), parts: Sequence[str] = PARTS,
+                    index: int = 0, r: int = 5, r_null: int = 5, seed: int = 0, tol: float = 1e-3,
+                    max_iter: int = 30) -> FaceDirections:
+    """Editing directions for image ``i`` of ``faces``, every method × part, from one linearisation.
+
+    Every direction is Algorithm 1 steps 4–8 (:func:`~lococourse.editing.loco.find_direction`) on one shared
+    :func:`~lococourse.editing.loco.linearize` of the PMP at x_t, so the forward pass and every power method
+    (the masked one shared by ``loco`` and ``no_projection``, the unmasked ones by every part) run once:
+
+    * ``loco``: v = Ṽ[:, k] of ∇P_Ω f, projected off the top-r' V̄ of ∇P_{Ω^c} f;
+    * ``no_projection``: the same v, unprojected (r' = 0);
+    * ``pmp_unmasked`` / ``eps_unmasked``: the top-r right singular vectors of ∇f (resp. ∂ε/∂x_t).  They know
+      no region, so for each part they get their most favourable reading: the one of the r whose left
+      singular vector u_k puts the largest fraction of its energy inside the part's mask.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    for p in parts:
+        check_part(p)
+    name = getattr(getattr(model, "spec", None), "name", "") or getattr(model, "name", "")
+    views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    out, power_s, skipped = {}, {}, []
+    for part in parts:
+        mask = faces.masks[part][i]
+        if not mask.any() or mask.all():
+            skipped.append(part)
+            continue
+        for method in methods:
+            opts = {"index": index, "r_null": r_null, **METHOD_OPTIONS[method]}
+            d = find_direction(views, None, mask, r=r, seed=seed, tol=tol, max_iter=max_iter, model=name,
+                               extra={"method": method, "part": part, "masked": opts.get("masked_jacobian", True),
+                                      "image_seed": faces.seeds[i], "linearize_s": round(views.seconds, 4)}, **opts)
+            d.t = faces.t
+            out[(method, part)] = d
+            power_s[(method, part)] = d.seconds - views.seconds
+    return FaceDirections(out, views.seconds, power_s, skipped)
+
+
+# ---------------------------------------------------------------------------------------- one edit, measured
+def edit_metrics(reference: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Pixel metrics of one edit against its λ = 0 reference: leakage, PSNR and SSIM outside Ω."""
+
+    return {"leakage": leakage(reference, edited, mask), "psnr_outside_db": psnr_outside(reference, edited, mask),
+            "ssim_outside": ssim_outside(reference, edited, mask)}
+
+
+@dataclass
+class FaceEdit:
+    """One LOCO edit of a generated face, with everything measured about it."""
+
+    seed: int
+    part: str
+    method: str
+    t: float
+    strength: float
+    original: torch.Tensor  # (3, S, S) x₀
+    reconstruction: torch.Tensor  # (3, S, S) DDIM(x_t, 0)
+    edited: torch.Tensor  # (3, S, S) DDIM(x_t + λ v, 0)
+    mask: torch.Tensor  # (S, S)
+    direction: object  # the Direction
+    changes: torch.Tensor  # (9,) estimated factor changes, edited vs reconstruction
+    changed_factors: list  # names of the factors that changed beyond their threshold
+    local_success: bool
+    metrics: dict  # leakage, psnr_outside_db, ssim_outside
+
+    @property
+    def difference(self) -> torch.Tensor:
+        return self.edited - self.reconstruction
+
+    def summary(self) -> str:
+        ch = ", ".join(f"{n} {float(self.changes[FACTOR_NAMES.index(n)]):+.2f}" for n in self.changed_factors) or "none"
+        return (f"{self.method} edit of the {self.part} (seed {self.seed}, t = {self.t:.2f}, λ = {self.strength:g}): "
+                f"changed {ch}; local success {self.local_success}; leakage {self.metrics['leakage']:.3f}, "
+                f"SSIM outside {self.metrics['ssim_outside']:.3f}")
+
+
+
+
+def fit_row(faces: FaceSet, i) -> FactorFit | None:
+    """The reconstruction fits of rows ``i`` (an int or a list) of ``faces``."""
+    if faces.recon_fit is None:
+        return None
+    idx = [i] if isinstance(i, int) else list(i)
+    return FactorFit(faces.recon_fit.theta[idx], faces.recon_fit.mse[idx], faces.recon_fit.size)
+
+
+def resolve_thresholds(thresholds, model) -> Thresholds | torch.Tensor:
+    return thresholds if thresholds is not None else thresholds_for(model_size(model))
+
+
+def find_face_direction(model, seed: int, part: str, *, t: float = 0.6, index: int = 0, r: int = 5, r_null: int = 5,
+                        method: str = "loco", max_iter: int = 30, config: EstimatorConfig | None = None):
+    """(FaceSet of the one face ``sample_faces(1, seed)``, the ``method``'s direction for ``part``): steps 3–8."""
+    check_part(part)
+    faces = prepare_faces(model, [seed], t, config=config)
+    dirs = face_directions(model, faces, 0, methods=[method], parts=[part], index=index, r=r, r_null=r_null,
+                           max_iter=max_iter)
+    if part in dirs.skipped:
+        raise ValueError(f"the {part} mask of face {seed} is empty or the whole image at {model_size(model)} px; "
+                         "choose another part or seed")
+    return faces, dirs.directions[(method, part)]
+
+
+def apply_face_edit(model, faces: FaceSet, direction, strength: float, *, i: int = 0, thresholds=None,
+                    config: EstimatorConfig | None = None) -> FaceEdit:
+    """Step 9 for face ``i`` of ``faces`` at strength λ, and everything measured about the edit."""
+    lam = check_strength(strength)
+    part, method = direction.extra.get("part"), direction.extra.get("method", "loco")
+    th = resolve_thresholds(thresholds, model)
+    edited = sample_edits(model, (faces.x_t[i] + lam * direction.v).unsqueeze(0), faces.t)[0]
+    ch = factor_changes(faces.recon[i], edited, config, reference=fit_row(faces, i))
+    mask = faces.masks[part][i]
+    names = [n for n, c in zip(FACTOR_NAMES, changed(ch, th).tolist()) if c]
+    return FaceEdit(faces.seeds[i], part, method, faces.t, lam, faces.x0[i], faces.recon[i], edited, mask, direction,
+                    ch, names, bool(local_edit_success(ch, part, th)), edit_metrics(faces.recon[i], edited, mask))
+
+
+def edit_face(model, seed: int, part: str, *, t: float = 0.6, index: int = 0, strength: float = 8.0, r: int = 5,
+              r_null: int = 5, method: str = "loco", thresholds=None, max_iter: int = 30,
+              config: EstimatorConfig | None = None) -> FaceEdit:
+    """LOCO Edit (or an ablation ``method``) of the ``part`` of the face ``sample_faces(1, seed)``, measured."""
+    check_strength(strength)
+    faces, d = find_face_direction(model, seed, part, t=t, index=index, r=r, r_null=r_null, method=method,
+                                   max_iter=max_iter, config=config)
+    return apply_face_edit(model, faces, d, strength, thresholds=thresholds, config=config)
+
+

@@ -1,0 +1,39 @@
+"""The Jacobian engine for any posterior-mean predictor (PMP) x_t ↦ x̂₀: matrix-free operators and their views, the generalized power method (Algorithm 2), rank (eq. 10), linearity (eq. 4), subspaces."""
+from lococourse.jacobian.linearity import Linearity, local_linearity
+from lococourse.jacobian.operator import (
+    MAX_DENSE_ENTRIES,
+    JacobianOperator,
+    check_mask,
+    dense_jacobian,
+    dense_jacobian_loop,
+    jvp,
+    masked,
+    vjp,
+)
+from lococourse.jacobian.power import TopSVD, power_method
+from lococourse.jacobian.subspace import alignment, numerical_rank, rank_ratio, subspace_distance, symmetry
+from lococourse.jacobian.views import JacobianViews, OperatorView, pooled
+
+__all__ = [
+    "MAX_DENSE_ENTRIES",
+    "JacobianOperator",
+    "jvp",
+    "vjp",
+    "dense_jacobian",
+    "dense_jacobian_loop",
+    "check_mask",
+    "masked",
+    "JacobianViews",
+    "OperatorView",
+    "pooled",
+    "project_out",
+    "subspace_distance",
+    "alignment",
+    "symmetry",
+    "numerical_rank",
+    "rank_ratio",
+    "TopSVD",
+    "power_method",
+    "Linearity",
+    "local_linearity",
+]

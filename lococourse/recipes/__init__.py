@@ -1,9 +1,0 @@
-"""Reproducible recipes for the course models shipped in ``lococourse/assets/models/``.
-
-Each recipe is ``python -m lococourse.recipes.<name> [--out DIR] [--work DIR] [--time-limit S]``:
-a dataclass config with a seed, resumable training (lococourse.train), then an export of the EMA UNet
-as a diffusers folder with a model card (card.json, README.md) and a grid of DDIM samples.
-"""
-from .common import ASSETS, RecipeConfig, list_models, load_card, load_model, model_dir, pmp_of
-
-__all__ = ["ASSETS", "RecipeConfig", "list_models", "load_card", "load_model", "model_dir", "pmp_of"]

@@ -1,0 +1,187 @@
+"""``lococourse edit`` and ``lococourse transfer`` on tiny model folders built here (seeded random UNets)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lococourse.cli.edit import FACES_GENERATOR, read_png
+from lococourse.cli.main import main
+from lococourse.data.faces import sample_faces
+from lococourse.editing.direction import Direction
+
+
+def _tiny_model(path, size=16, seed=0, faces=True):
+    """A seeded random x₀-prediction UNet2DModel saved as a diffusers folder (safetensors) with a card."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4, add_attention=False)
+    unet.save_pretrained(path, safe_serialization=True)
+    (path / "scheduler_config.json").write_text(json.dumps({"prediction_type": "sample"}))
+    data = {"generator": FACES_GENERATOR, "size": size} if faces else {"generator": "noise"}
+    (path / "card.json").write_text(json.dumps({"name": path.name, "prediction_type": "sample", "data": data,
+                                                "shape": [3, size, size], "resolution": size}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {"a": _tiny_model(root / "tiny_a"), "b": _tiny_model(root / "tiny_b", seed=1),
+            "small": _tiny_model(root / "tiny_8", size=8)}
+
+
+FAST = ["--max-iter", "8", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def edited(models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("edit") / "e.png"
+    rc = main(["edit", "--model", str(models["a"]), "--seed", "3", "--mask", "hair", "--t", "0.6", "--index", "1",
+               "--strength", "4", "--r", "3", "--r-null", "2", "--out", str(out), *FAST])
+    assert rc == 0
+    return out
+
+
+def test_edit_writes_image_and_direction(edited, models, capsys):
+    assert edited.exists() and edited.with_suffix(".safetensors").exists() and edited.with_suffix(".json").exists()
+    img = np.asarray(Image.open(edited))
+    assert img.shape == (16, 16, 3) and img.dtype == np.uint8
+    meta = json.loads(edited.with_suffix(".json").read_text())
+    assert meta["model"] == "tiny_a" and meta["index"] == 1 and meta["r"] == 3 and meta["r_null"] == 2
+    assert meta["t"] == pytest.approx(0.601) and meta["shape"] == [3, 16, 16]
+    assert meta["extra"]["source"] == "faces seed 3" and meta["extra"]["strength"] == 4.0
+    assert meta["extra"]["mask_part"] == "hair"
+    d = Direction.load(edited.with_suffix(".safetensors"))
+    assert d.v.shape == (3, 16, 16) and d.v.norm().item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.equal(d.mask, sample_faces(1, 3, size=16).masks["hair"][0])  # the named mask is the face's part
+
+
+def test_saved_direction_reloads_and_transfers(edited, models, tmp_path, capsys):
+    out = tmp_path / "tr.png"
+    rc = main(["transfer", "--direction", str(edited.with_suffix(".safetensors")), "--seed", "5", "--strength", "4",
+               "--out", str(out), "--quiet"])
+    assert rc == 0 and out.exists()
+    text = capsys.readouterr().out
+    assert "leakage" in text and "the hair of this image" in text
+    # applying it by hand gives the same image: x₀' = DDIM(DDIM-Inv(x₀, t) + λ v, 0)
+    from lococourse.editing.loco import apply_directions, invert
+    from lococourse.models.registry import load_model
+
+    model = load_model(str(models["a"]))
+    d = Direction.load(edited.with_suffix(".safetensors"))
+    x_t, t = invert(model, sample_faces(1, 5, size=16).images, d.t)
+    ref = apply_directions(model, x_t[0], t, direction=d, strengths=[4.0])[0]
+    got = read_png(str(out), (3, 16, 16))
+    assert (got - ref.clamp(-1, 1)).abs().max() <= 1 / 127.5 + 1e-6  # PNG quantisation only
+    # an --image source of the right size also transfers
+    out2 = tmp_path / "tr2.png"
+    assert main(["transfer", "--direction", str(edited.with_suffix(".safetensors")), "--image", str(out),
+                 "--strength", "-4", "--out", str(out2), "--quiet"]) == 0
+
+
+def test_edit_from_image_with_rectangle_and_no_projection(models, edited, tmp_path):
+    out = tmp_path / "r.png"
+    rc = main(["edit", "--model", str(models["a"]), "--image", str(edited), "--mask", "4,4,12,9", "--t", "0.5",
+               "--strength", "-3", "--r", "2", "--r-null", "0", "--out", str(out), *FAST])
+    assert rc == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["r_null"] == 0 and meta["extra"]["source"] == str(edited) and meta["extra"]["mask_part"] is None
+    assert Direction.load(out).mask.sum() == 8 * 5
+
+
+def _err(capsys, argv):
+    rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+def test_clear_errors(models, edited, tmp_path, capsys):
+    a = str(models["a"])
+    base = ["edit", "--model", a, "--seed", "1", "--t", "0.6", "--strength", "3", "--out", str(tmp_path / "x.png"), *FAST]
+    # a mask image of the wrong size
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "m8.png")
+    rc, err = _err(capsys, base + ["--mask", str(tmp_path / "m8.png")])
+    assert rc == 2 and "spatial size" in err and "(16, 16)" in err
+    # an empty mask
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "m0.png")
+    rc, err = _err(capsys, base + ["--mask", str(tmp_path / "m0.png")])
+    assert rc == 2 and "empty" in err
+    rc, err = _err(capsys, base + ["--mask", "nose"])
+    assert rc == 2 and "neither a named mask" in err and "eyes" in err
+    # r' ≥ d, k ≥ r
+    rc, err = _err(capsys, base + ["--mask", "hair", "--r-null", "768"])
+    assert rc == 2 and "r'" in err and "d = 768" in err
+    rc, err = _err(capsys, base + ["--mask", "hair", "--index", "5"])
+    assert rc == 2 and "--index" in err
+    # λ not finite
+    for bad in ("nan", "inf"):
+        rc, err = _err(capsys, ["edit", "--model", a, "--seed", "1", "--mask", "hair", "--strength", bad,
+                                "--out", str(tmp_path / "x.png"), *FAST])
+        assert rc == 2 and "finite" in err
+    # an image of another size
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "big.png")
+    rc, err = _err(capsys, ["edit", "--model", a, "--image", str(tmp_path / "big.png"), "--mask", "hair",
+                            "--strength", "1", "--out", str(tmp_path / "y.png"), *FAST])
+    assert rc == 2 and "20×20" in err and "16×16" in err
+    rc, err = _err(capsys, ["edit", "--model", a, "--seed", "1", "--mask", "hair", "--strength", "1",
+                            "--out", str(tmp_path / "x.jpg"), *FAST])
+    assert rc == 2 and ".png" in err
+    # a direction used on another model, or another image size
+    dfile = str(edited.with_suffix(".safetensors"))
+    rc, err = _err(capsys, ["transfer", "--direction", dfile, "--model", str(models["b"]), "--seed", "1",
+                            "--strength", "1", "--out", str(tmp_path / "z.png"), "--quiet"])
+    assert rc == 2 and "found on model 'tiny_a'" in err
+    rc, err = _err(capsys, ["transfer", "--direction", dfile, "--model", str(models["small"]), "--seed", "1",
+                            "--strength", "1", "--out", str(tmp_path / "z.png"), "--quiet"])
+    assert rc == 2 and "shape" in err and "(3, 16, 16)" in err
+    rc, err = _err(capsys, ["transfer", "--direction", str(tmp_path / "missing.safetensors"), "--seed", "1",
+                            "--strength", "1", "--out", str(tmp_path / "z.png")])
+    assert rc == 2 and "no direction file" in err
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "z.png").exists()
+
+
+def test_non_faces_model_has_no_named_masks(tmp_path, capsys):
+    m = _tiny_model(tmp_path / "plain", faces=False)
+    rc, err = _err(capsys, ["edit", "--model", str(m), "--seed", "0", "--mask", "eyes", "--strength", "1",
+                            "--out", str(tmp_path / "p.png"), *FAST])
+    assert rc == 2 and "none for this model" in err
+    assert main(["edit", "--model", str(m), "--seed", "0", "--mask", "0,0,8,8", "--strength", "1", "--r", "2",
+                 "--r-null", "1", "--out", str(tmp_path / "p.png"), *FAST]) == 0
+
+
+@pytest.mark.parametrize("part", ["eyes", "hair"])
+def test_cli_direction_transfers_with_the_same_effect_on_the_same_part(part, tmp_path):
+    """Issue #4's must-show on the shipped faces32: a direction saved by ``lococourse edit`` (face 3), reloaded
+    by ``lococourse transfer`` (face 4), changes the same factors of the same part in the same directions.
+    Oracle: the factor estimator (analysis by synthesis through the renderer), each edit against its own
+    λ = 0 reconstruction DDIM(DDIM-Inv(x₀, t), 0) computed here."""
+    from lococourse.data.faces import FACTOR_NAMES
+    from lococourse.editing.loco import apply_directions, invert
+    from lococourse.eval.decisions import changed, thresholds_for
+    from lococourse.eval.factors import factor_changes, factors_of_part
+    from lococourse.models.registry import load_model
+
+    src, dst = tmp_path / "edit.png", tmp_path / "transfer.png"
+    assert main(["edit", "--model", "faces32", "--seed", "3", "--mask", part, "--t", "0.6", "--strength", "2",
+                 "--out", str(src), "--quiet"]) == 0
+    assert main(["transfer", "--direction", str(src.with_suffix(".safetensors")), "--seed", "4", "--strength", "2",
+                 "--out", str(dst), "--quiet"]) == 0
+    model = load_model("faces32")
+    d = Direction.load(src.with_suffix(".safetensors"))
+    recon = []
+    for seed in (3, 4):
+        x_t, t = invert(model, sample_faces(1, seed, size=32).images, d.t)
+        recon.append(apply_directions(model, x_t[0], t, direction=d, strengths=[0.0])[0])
+    edited = [read_png(str(p), (3, 32, 32)) for p in (src, dst)]
+    ch = factor_changes(torch.stack(recon).clamp(-1, 1), torch.stack(edited))  # (2, 9)
+    tau = thresholds_for(32)
+    idx = [FACTOR_NAMES.index(n) for n in factors_of_part(part)]
+    moved = changed(ch, tau)[:, idx]  # (2, factors of the part)
+    assert moved[0].any(), f"the source edit changed no {part} factor: {ch[0].tolist()}"
+    assert torch.equal(moved[0], moved[1]), f"source {ch[0].tolist()} vs transfer {ch[1].tolist()}"
+    signs = torch.sign(ch[:, idx])[:, moved[0]]
+    assert torch.equal(signs[0], signs[1])

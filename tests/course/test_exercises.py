@@ -1,0 +1,324 @@
+"""Exercise checkers (lococourse.course.exercises): right answers accepted, wrong ones get a hint, None never raises.
+
+The right answers here come from independent oracles: diffusers' DDPMScheduler for ᾱ (the paper's
+linear schedule, t = (k + 1)/1000), Lemma 1 worked by hand in numpy, Theorem 1's Σ r_k, eq. 10 by
+hand and the Taylor order of eq. 8; for notebooks 04–08 the MoLRG posterior by Gaussian conditioning in
+numpy (no Lemma 1, 2 or 3), Jacobians by finite differences, the model cards read as JSON, and the
+metrics, the projection, CFG and Algorithm 4 written out in numpy.
+"""
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+from lococourse.course import exercises as ex
+
+
+def _alpha_bar(t: float) -> float:
+    """ᾱ(t) from diffusers' scheduler (linear β from 1e-4 to 0.02, 1000 steps)."""
+    from diffusers import DDPMScheduler
+
+    s = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+    return float(s.alphas_cumprod[round(t * 1000) - 1])
+
+
+def _lemma1_by_hand(t: float, x: tuple[float, float]) -> float:
+    """Two lines (x- and y-axis), π = (1/2, 1/2): √ᾱ Σ_k w_k P_k x, first coordinate, in numpy."""
+    ab = _alpha_bar(t)
+    c = ab / (1 - ab)
+    logits = np.array([c / 2 * x[0] ** 2, c / 2 * x[1] ** 2])  # equal ranks and π: no correction term
+    w = np.exp(logits - logits.max())
+    w /= w.sum()
+    return math.sqrt(ab) * w[0] * x[0]
+
+
+from lococourse.models.registry import ASSETS  # noqa: E402
+
+
+def _gaussian_posterior(x: np.ndarray, bases: list[np.ndarray], ab: float):
+    """MoLRG with π_k = 1/K, by Gaussian conditioning: x₀|k ~ N(0, M_kM_kᵀ), x_t = √ᾱ x₀ + √(1−ᾱ) ε.
+    Returns the class weights p(k|x_t) and each class's E[x₀|x_t, k] and Cov[x₀|x_t, k]."""
+    d = len(x)
+    logp, means, covs = [], [], []
+    for M in bases:
+        P = M @ M.T
+        S = ab * P + (1 - ab) * np.eye(d)  # Cov[x_t | k]
+        logp.append(-0.5 * x @ np.linalg.solve(S, x) - 0.5 * np.linalg.slogdet(S)[1])
+        C = math.sqrt(ab) * P  # Cov[x₀, x_t | k]
+        means.append(C @ np.linalg.solve(S, x))
+        covs.append(P - C @ np.linalg.solve(S, C.T))
+    logp = np.array(logp)
+    w = np.exp(logp - logp.max())
+    return w / w.sum(), means, covs
+
+
+def _posterior_mean_np(x, bases, ab) -> np.ndarray:
+    w, means, _ = _gaussian_posterior(x, bases, ab)
+    return sum(wk * m for wk, m in zip(w, means))
+
+
+def _posterior_cov_np(x, bases, ab) -> np.ndarray:
+    """Law of total covariance over the classes."""
+    w, means, covs = _gaussian_posterior(x, bases, ab)
+    mean = sum(wk * m for wk, m in zip(w, means))
+    return sum(wk * (c + np.outer(m, m)) for wk, m, c in zip(w, means, covs)) - np.outer(mean, mean)
+
+
+def _fd_jacobian(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Central finite differences, column by column."""
+    cols = []
+    for i in range(len(x)):
+        e = np.zeros_like(x)
+        e[i] = h
+        cols.append((f(x + e) - f(x - e)) / (2 * h))
+    return np.stack(cols, 1)
+
+
+def _eq10_by_hand(S: np.ndarray, eta: float = 0.99) -> int:
+    energy = np.cumsum(np.sort(S)[::-1] ** 2) / np.sum(S ** 2)
+    return int(np.argmax(energy > eta ** 2)) + 1
+
+
+def _d48_bases() -> list[np.ndarray]:
+    from safetensors.numpy import load_file
+
+    t = load_file(str(ASSETS / "molrg_d48" / "molrg_bases.safetensors"))
+    return [t["M_0"], t["M_1"]]
+
+
+def _cov_trace_oracle() -> float:
+    x = ex.molrg_d48_point(0.5).numpy().reshape(-1)
+    return float(np.trace(_posterior_cov_np(x, _d48_bases(), _alpha_bar(0.5))))
+
+
+def _one_class_rank_oracle() -> int:
+    x, bases, ab = ex.molrg_d48_point(0.05).numpy().reshape(-1), _d48_bases(), _alpha_bar(0.05)
+    J = _fd_jacobian(lambda y: _posterior_mean_np(y, bases, ab), x)
+    return _eq10_by_hand(np.linalg.svd(J, compute_uv=False))
+
+
+def _card_rank_oracle() -> float:
+    card = json.loads((ASSETS / "faces16" / "card.json").read_text())["rank_ratio"]
+    i = int(np.argmin(card["rank_ratio"]))
+    assert math.isclose(card["rank_ratio"][i] * card["d"], card["numerical_rank"][i])
+    return card["rank_ratio"][i] * card["d"]
+
+
+def _linearity_cosine_oracle() -> float:
+    model, x, dx = ex.linearity_problem()
+    bases, ab = [m.numpy() for m in model.bases], _alpha_bar(ex.LINEARITY_T)
+    f = lambda y: _posterior_mean_np(y, bases, ab)  # noqa: E731
+    x, u = x.numpy(), (dx / dx.norm()).numpy()
+    h = 1e-6
+    Ju = (f(x + h * u) - f(x - h * u)) / (2 * h)
+    out, lin = f(x + ex.LINEARITY_LAMBDA * u), f(x) + ex.LINEARITY_LAMBDA * Ju
+    return float(out @ lin / (np.linalg.norm(out) * np.linalg.norm(lin)))
+
+
+def _projection_oracle() -> float:
+    v, V = (a.numpy() for a in ex.projection_problem())
+    return float(np.linalg.norm(v - V @ (V.T @ v)))
+
+
+def _leakage_oracle() -> float:
+    a, b, m = (z.numpy() for z in ex.leakage_problem())
+    delta = b - a
+    return float(np.sqrt(np.mean(delta[:, ~m] ** 2)) / np.sqrt(np.mean(delta[:, m] ** 2)))
+
+
+def _composability_oracle() -> float:
+    ref, e1, e2, comp = (z.numpy() for z in ex.composition_problem())
+    d1, d2, d12 = e1 - ref, e2 - ref, comp - ref
+    return float(np.linalg.norm(d12 - d1 - d2) / np.linalg.norm(d1 + d2))
+
+
+def _guided_x0_oracle() -> float:
+    ab = _alpha_bar(ex.CFG_T)
+    eps = ex.CFG_EPS_UNCOND + ex.CFG_SCALE * (ex.CFG_EPS_COND - ex.CFG_EPS_UNCOND)
+    return (ex.CFG_X - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+
+
+def _text_direction_oracle() -> float:
+    p = ex.text_problem()
+    with torch.no_grad():
+        y_o = p.f_o(p.x_t[None]).numpy().reshape(-1)
+        y_e = p.f_e(p.x_t[None]).numpy().reshape(-1)
+    d = (y_e - y_o) * p.mask.numpy().reshape(-1)
+    v = p.J_e.numpy().T @ d
+    return float(v[0] / np.linalg.norm(v))
+
+
+@lru_cache(maxsize=None)
+def _right_answers() -> dict[str, float]:
+    ab05 = _alpha_bar(0.5)
+    return {
+        "01-1": 2 / 2 * math.log(1 - _alpha_bar(0.3)),
+        "01-2": _lemma1_by_hand(0.3, (1.0, 0.0)),
+        "02-1": 4 + 8 + 12,
+        "02-2": 3,  # energies 100, 25, 9, 1, .25, .01: cumulative .739, .924, .991 > .9801
+        "03-1": 2.0,
+        "03-2": ab05 / (1 - ab05),
+        "04-1": _cov_trace_oracle(),
+        "04-2": _one_class_rank_oracle(),
+        "05-1": _card_rank_oracle(),
+        "05-2": _linearity_cosine_oracle(),
+        "06-1": _projection_oracle(),
+        "06-2": _leakage_oracle(),
+        "07-1": _composability_oracle(),
+        "07-2": float(np.corrcoef(ex.R2_STRENGTHS, ex.R2_CHANGES)[0, 1] ** 2),  # R² of a line with intercept = r²
+        "08-1": _guided_x0_oracle(),
+        "08-2": _text_direction_oracle(),
+    }
+
+
+# Wrong answers and a phrase of the hint each must produce.
+WRONG = {
+    "01-1": [(0.505, "negative"), (math.log(0.3964), "1 − ᾱ"), (-0.2524, "r_k/2"), (-1.198, "log π_k"),
+             (-0.219, "natural logarithm"), (-3.0, "SCHEDULE.one_minus_alpha_bar")],
+    "01-2": [(0.6296, "weight"), (0.3148, "equal weights"), (0.5814, "shrink factor"), (0.2305, "√ᾱ, not ᾱ"),
+             (1.5, "convex combination"), (0.5, "softmax")],
+    "02-1": [(256, "span(M)"), (12, "every class"), (23.5, "whole number"), (300, "between 0 and 256"),
+             (20, "add up")],
+    "02-2": [(5, "squares"), (6, "exact rank"), (2, "not yet exceeded"), (3.5, "whole number"), (4, "cumulative energy")],
+    "03-1": [(1, "λ · O(λ)"), (0, "grows"), (3, "second-order"), (1.6, "Taylor")],
+    "03-2": [(0.0786, "that is ᾱ"), (11.72, "inverted"), (0.292, "square root"), (0.9214, "1 − ᾱ"),
+             (-0.1, "positive"), (0.5, "SCHEDULE.alpha_bar")],
+    # tr J; tr J·√ᾱ/(1−ᾱ); tr J·(1−ᾱ)/ᾱ; tr J/√ᾱ; tr J·(1−ᾱ); (1−ᾱ)·Σr_k
+    "04-1": [(-1.0, "negative"), (1.7659, "tr J itself"), (0.5373, "divided by that factor"), (20.7046, "not ᾱ"),
+             (6.2992, "1 − ᾱ"), (1.6271, "1/√ᾱ"), (11.057, "class is known"), (3.0, "reshape it to 48 × 48")],
+    "04-2": [(12, "class weights"), (48, "span(M)"), (0.125, "rank ratio"), (6.5, "whole number"),
+             (60, "between 1 and 48"), (7, "numerical_rank")],
+    # t of the minimum; the ratio; the 9 factors; ranks at t = 0.7 and 0.9; ×3072 instead of ×768
+    "05-1": [(0.5, "time of the minimum"), (0.0069, "multiply it by d"), (9, "factors of variation"),
+             (7.67, "another time"), (82, "another time"), (21.33, "768"), (-1, "positive"), (3, "card_rank_ratio")],
+    # norm ratio; dx not normalised; cosine of the increments; the angle in radians and degrees
+    "05-2": [(1.2999, "norm ratio"), (0.4849, "normalise the direction"), (0.8743, "increments"),
+             (0.6239, "angle"), (35.745, "angle"), (1.5, "between −1 and 1"), (0.5, "model.pmp(0.3)")],
+    # ‖V̄ᵀv‖; normalised; ‖v_p‖²; 1 − ‖V̄ᵀv‖; first column only
+    "06-1": [(0.5667, "part you remove"), (1.0, "before step 8"), (0.6789, "‖v_p‖²"), (0.4333, "Pythagoras"),
+             (0.9444, "all r' = 5 columns"), (1.2, "cannot lengthen"), (-0.1, "not negative"), (0.7, "V̄ᵀv")],
+    # plain norms; inverted; mean squares; mean |Δ|; the edited image instead of Δ
+    "06-2": [(0.2225, "plain norms"), (8.1229, "inside by outside"), (0.015156, "mean squares"),
+             (0.11242, "mean absolute"), (0.67556, "not the edited image"), (-0.1, "not negative"), (0.3, "RMS of Δ")],
+    # /‖Δ₁₂‖; /(‖Δ₁‖ + ‖Δ₂‖); images instead of changes; squared; no denominator
+    "07-1": [(0.24892, "not by ‖Δ₁₂‖"), (0.19969, "sum of the norms"), (0.44899, "changes from the reference"),
+             (0.068434, "squared norms"), (2.0044, "raw gap"), (-0.1, "not negative"), (0.5, "Frobenius")],
+    # r; 1 − R²; a line through the origin
+    "07-2": [(0.9902, "correlation coefficient"), (0.0194, "unexplained"), (0.9042, "intercept"),
+             (1.2, "between 0 and 1"), (0.95, "least squares")],
+    # ε̃; no guidance; ∅ and c_o swapped; + instead of −; ᾱ for √ᾱ (three ways); no division
+    "08-1": [(1.8, "guided ε̃"), (1.1417, "ε(c_o) alone"), (6.2779, "null prompt"), (9.0172, "sign"),
+             (-10.9247, "square roots"), (-11.8063, "square roots"), (-3.0626, "square roots"),
+             (-0.9278, "divide by √ᾱ"), (0.0, "SCHEDULE.alpha_bar(0.5)")],
+    # −v; no mask; J_e d; J_oᵀd; not normalised
+    "08-2": [(0.34, "sign"), (-0.0855, "apply the mask"), (0.1283, "transpose"), (-0.4635, "edit PMP f^e"),
+             (-0.6018, "normalise v"), (1.5, "between −1 and 1"), (0.0, "first entry")],
+}
+
+
+def _no_answer_in(message: str, right: float) -> bool:
+    """The hint must not give the answer away, in any of the usual roundings."""
+    forms = {f"{right:.{k}f}" for k in (2, 3, 4)} | {f"{right:.3g}", repr(right)}
+    if float(right).is_integer():
+        forms = {f" {int(right)} ", f" {int(right)}.", f"= {int(right)}", f"is {int(right)}"}
+    return not any(f in message for f in forms)
+
+
+def test_every_checker_is_listed_and_documented():
+    assert set(ex.EXERCISES) == set(WRONG)
+    for key, e in ex.EXERCISES.items():
+        assert e.notebook[:2] == key[:2] and e.question and e.check.__doc__
+
+
+@pytest.mark.parametrize("key", sorted(WRONG))
+def test_accepts_the_right_answer(key, capsys):
+    right = _right_answers()[key]
+    fb = ex.EXERCISES[key].check(right)
+    assert fb.ok is True and bool(fb)
+    assert "Correct" in capsys.readouterr().out
+    # also as a tensor and rounded to the precision the question asks for
+    assert ex.EXERCISES[key].check(torch.tensor(right), quiet=True).ok is True
+    assert ex.EXERCISES[key].check(round(right, 3), quiet=True).ok is True
+
+
+@pytest.mark.parametrize("key, wrong, phrase", [(k, w, p) for k, cases in WRONG.items() for w, p in cases])
+def test_rejects_a_wrong_answer_with_a_hint(key, wrong, phrase, capsys):
+    right = _right_answers()[key]
+    fb = ex.EXERCISES[key].check(wrong)
+    out = capsys.readouterr().out
+    assert fb.ok is False and not bool(fb)
+    assert phrase in fb.message, fb.message
+    assert fb.message in out
+    assert _no_answer_in(fb.message, right), fb.message
+
+
+@pytest.mark.parametrize("key", sorted(WRONG))
+def test_placeholder_none_asks_for_an_answer(key, capsys):
+    fb = ex.EXERCISES[key].check(None)
+    assert fb.ok is None and not bool(fb)
+    assert "write your answer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["two", [1, 2], float("nan"), True, torch.ones(3)])
+def test_non_numbers_get_a_hint_not_an_exception(bad):
+    fb = ex.check_jacobian_rank(bad, quiet=True)
+    assert fb.ok is False and "should be a whole number" in fb.message
+
+
+def test_quiet_prints_nothing(capsys):
+    ex.check_snr_prefactor(1.0, quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("key", sorted(WRONG))
+def test_a_string_gets_a_hint_not_an_exception(key):
+    fb = ex.EXERCISES[key].check("abc", quiet=True)
+    assert fb.ok is False and "should be" in fb.message
+
+
+def test_problems_are_seeded():
+    """The notebook, the checker and these tests must see the same inputs."""
+    for make in (ex.linearity_problem, ex.projection_problem, ex.leakage_problem, ex.composition_problem):
+        a, b = make(), make()
+        for u, v in zip(a, b):
+            if isinstance(u, torch.Tensor):
+                assert torch.equal(u, v)
+    p, q = ex.text_problem(), ex.text_problem()
+    assert torch.equal(p.x_t, q.x_t) and torch.equal(p.J_e, q.J_e) and torch.equal(p.mask, q.mask)
+    assert torch.equal(ex.molrg_d48_point(0.5), ex.molrg_d48_point(0.5))
+
+
+def test_exercise_inputs_are_what_they_claim():
+    # molrg_d48(): the bases shipped with the course model
+    for M, N in zip(ex.molrg_d48().bases, _d48_bases()):
+        assert np.allclose(M.numpy(), N)
+    # projection_problem(): a unit v and an orthonormal V̄
+    v, V = ex.projection_problem()
+    assert math.isclose(float(v.norm()), 1.0) and torch.allclose(V.T @ V, torch.eye(V.shape[1], dtype=V.dtype))
+    # text_problem(): J_o and J_e are the Jacobians of f_o and f_e
+    p = ex.text_problem()
+    x = p.x_t.numpy().reshape(-1)
+    for f, J in ((p.f_o, p.J_o), (p.f_e, p.J_e)):
+        g = lambda y: f(torch.from_numpy(y).reshape(1, 1, 4, 4)).numpy().reshape(-1)  # noqa: E731
+        assert np.allclose(_fd_jacobian(g, x), J.numpy(), atol=1e-6)
+
+
+def test_linearity_cosine_follows_local_linearity():
+    """05-2's convention (unit Δx; cosine between f(x_t + λΔx) and f(x_t) + λJΔx) is the package's eq. 4."""
+    from lococourse.jacobian.linearity import local_linearity
+
+    model, x, dx = ex.linearity_problem()
+    lin = local_linearity(model.pmp(ex.LINEARITY_T), x, dx, [ex.LINEARITY_LAMBDA])
+    assert math.isclose(float(lin.cosine[0]), _right_answers()["05-2"], abs_tol=1e-6)
+
+
+def test_exact_rank_drops_to_one_class_at_small_t():
+    """04-2 is about the one-class end: at t = 0.05 one class has (numerically) all the posterior weight."""
+    x = ex.molrg_d48_point(ex.ONE_CLASS_T).numpy().reshape(-1)
+    w, _, _ = _gaussian_posterior(x, _d48_bases(), _alpha_bar(ex.ONE_CLASS_T))
+    assert w.min() < 1e-30 and _right_answers()["04-2"] == 6
