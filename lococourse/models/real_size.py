@@ -42,6 +42,8 @@ COMPONENTS = ("unet", "vae", "text_encoder", "scheduler")
 # ``encoder_hid_dim`` consumes) and shrinks depth / heads / feed-forward only.
 REDUCED_T5_OVERRIDES = {"num_layers": 2, "num_heads": 8, "d_ff": 2048}
 
+TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
 
 # ----------------------------------------------------------------------------- configs
 def _check_name(name: str) -> str:
@@ -122,12 +124,14 @@ def build_real_vae(name: str, seed: int = 0, dtype=torch.float32, device=None):
     return _build(name, "vae", lambda: cls.from_config(config), seed, dtype, device)
 
 
-def text_encoder_config(name: str, reduced_text_encoder: bool = False, vocab_size: int | None = None):
+def text_encoder_config(name: str, reduced_text_encoder: bool = False, vocab_size: int | None = None,
+                        token_ids: dict | None = None):
     """The transformers config object of ``name``'s text encoder (optionally reduced).
 
     ``reduced_text_encoder`` applies ``REDUCED_T5_OVERRIDES`` (T5 only: keeps
     d_model = 4096, the width the IF UNet consumes). ``vocab_size`` replaces the
-    hub vocabulary size, for a hand-made vocabulary.
+    hub vocabulary size, for a hand-made vocabulary; ``token_ids`` its special
+    ids (keys ``bos_token_id``, ``eos_token_id``, ``pad_token_id``).
     """
     from transformers import CLIPTextConfig, T5Config
 
@@ -137,6 +141,12 @@ def text_encoder_config(name: str, reduced_text_encoder: bool = False, vocab_siz
         if not isinstance(vocab_size, int) or vocab_size < 8:
             raise ValueError(f"vocab_size must be an int >= 8, got {vocab_size!r}")
         raw["vocab_size"] = vocab_size
+    for key, value in (token_ids or {}).items():
+        if key not in TOKEN_ID_KEYS:
+            raise ValueError(f"unknown token id {key!r}; allowed: {', '.join(TOKEN_ID_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < raw["vocab_size"]:
+            raise ValueError(f"{key} must be an integer in 0..{raw['vocab_size'] - 1}, got {value!r}")
+        raw[key] = value
     if raw["model_type"] == "t5":
         if reduced_text_encoder:
             raw.update(REDUCED_T5_OVERRIDES)
@@ -153,17 +163,19 @@ def build_real_text_encoder(
     device=None,
     reduced_text_encoder: bool = False,
     vocab_size: int | None = None,
+    token_ids: dict | None = None,
 ):
     """The text encoder of ``name`` (CLIPTextModel or T5EncoderModel), seeded RANDOM weights.
 
     For DeepFloyd IF the full T5-v1.1-XXL encoder (~4.76e9 parameters, ~19 GB in
     float32) does not fit a CPU box: pass ``reduced_text_encoder=True`` for a
     2-layer encoder with the same output width (4096). Raises ValueError for the
-    unconditional DDPMs. The module has ``random_weights = True``.
+    unconditional DDPMs. ``vocab_size``/``token_ids``: see :func:`text_encoder_config`.
+    The module has ``random_weights = True``.
     """
     from transformers import CLIPTextModel, T5EncoderModel
 
-    config = text_encoder_config(name, reduced_text_encoder, vocab_size)
+    config = text_encoder_config(name, reduced_text_encoder, vocab_size, token_ids)
     cls = T5EncoderModel if config.model_type == "t5" else CLIPTextModel
     module = _build(name, "text_encoder", lambda: cls(config), seed, dtype, device)
     module.reduced_text_encoder = bool(reduced_text_encoder)
@@ -220,3 +232,111 @@ def real_size_summary(name: str) -> dict:
     if name == "DeepFloyd/IF-I-M-v1.0":
         summary["params"]["text_encoder_reduced"] = _meta_count(name, "text_encoder", reduced_text_encoder=True)
     return summary
+
+
+# ----------------------------------------------------------------------------- stand-ins
+# The registry's names (lococourse.models.registry.HUB_MODELS) of the paper's checkpoints whose
+# architecture a random-weight stand-in can replace: pixel DDPMs -> LoadedModel, text-to-image -> T2IPipeline.
+def _standin_names(families) -> dict[str, str]:
+    from lococourse.models.registry import HUB_MODELS
+
+    return {n: s.source for n, s in HUB_MODELS.items() if s.family in families and s.source in REAL_ARCHITECTURES}
+
+
+def _standin_spec(name: str, families, what: str):
+    """The registry spec of ``name`` for a stand-in of kind ``what``; ValueError naming the allowed names."""
+    from lococourse.models.registry import HUB_MODELS
+
+    allowed = _standin_names(families)
+    if name not in allowed:
+        raise ValueError(f"{what} has no stand-in named {name!r}; allowed (registry names): {', '.join(sorted(allowed))}")
+    return HUB_MODELS[name]
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer; got {seed!r}")
+    return seed
+
+
+def _standin_notes(spec) -> str:
+    return (f"RANDOM WEIGHTS: a stand-in with the architecture of {spec.source} and seeded random weights, "
+            f"not the trained checkpoint (shapes, memory and speed are real; images are not). {spec.notes}")
+
+
+def standin_model(name: str, seed: int = 0):
+    """A :class:`~lococourse.models.registry.LoadedModel` of a 256² DDPM architecture with seeded RANDOM weights.
+
+    ``name`` is a registry name of family ``unet2d`` (``ddpm-celebahq-256``, ``ddpm-church-256``,
+    ``ddpm-bedroom-256``).  The UNet is the real-size ``UNet2DModel`` of the hub checkpoint's config,
+    frozen and in eval mode; its ε-model uses the package's linear-β schedule, which is the checkpoint's
+    scheduler config (β from 1e-4 to 0.02 over 1000 steps).  The global RNG is left untouched.
+
+    RANDOM WEIGHTS: the model has ``random_weights = True``, its spec's ``extra["random_weights"]`` is True
+    and its notes say so; it keeps the registry name (so its edit time and λ range are the paper's).
+    """
+    import dataclasses
+
+    from lococourse.models.registry import LoadedModel
+
+    spec = _standin_spec(name, ("unet2d",), "standin_model")
+    seed = _check_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        unet = build_real_unet(spec.source, seed).requires_grad_(False)
+    prediction_type = real_config(spec.source, "scheduler").get("prediction_type", "epsilon")
+    spec = dataclasses.replace(spec, notes=_standin_notes(spec),
+                               extra={**spec.extra, "random_weights": True, "standin_seed": seed})
+    model = LoadedModel(spec, unet, prediction_type)
+    model.random_weights = True
+    return model
+
+
+#: The hand-made tokenizer's length: CLIP's max_position_embeddings (77), which IF's pipeline also pads to.
+STANDIN_MAX_LENGTH = 77
+
+
+def standin_t2i(name: str, seed: int = 0, num_steps: int | None = None):
+    """A :class:`~lococourse.models.t2i.T2IPipeline` of a text-to-image architecture with seeded RANDOM weights.
+
+    ``name`` is a registry name of family sd/if/lcm (``sd-2.1-base``, ``deepfloyd-if-i-m``,
+    ``lcm-dreamshaper-v7``).  UNet, VAE (latent families) and text encoder have the real architecture of
+    the hub checkpoint's configs; differences, all forced by building offline:
+
+    * the tokenizer is hand-made (:func:`~lococourse.models.tiny.tiny_tokenizer`: one token per byte,
+      514 tokens, prompts padded to 77), so the text encoder's vocabulary (embedding table) has 514 rows
+      instead of the hub's; every layer after the embedding is the real one;
+    * DeepFloyd IF's T5-v1.1-XXL encoder (~4.76e9 parameters, ~19 GB in float32) is replaced by the
+      reduced encoder (``REDUCED_T5_OVERRIDES``: 2 layers, same output width 4096 that the UNet consumes).
+
+    Schedulers: DDIM (sd), DDPM (if), LCM (lcm) from the transcribed scheduler configs, as
+    :func:`~lococourse.models.registry.load_t2i` loads them.  ``num_steps``: sampling steps (default the
+    family's: 100 DDIM steps, 4 LCM steps).  The global RNG is left untouched.
+
+    RANDOM WEIGHTS: the pipeline and each of its networks have ``random_weights = True``.
+    """
+    from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
+
+    from lococourse.models.t2i import T2IPipeline
+    from lococourse.models.tiny import tiny_tokenizer
+
+    spec = _standin_spec(name, ("sd", "if", "lcm"), "standin_t2i")
+    seed = _check_seed(seed)
+    source, family = spec.source, spec.family
+    tokenizer = tiny_tokenizer(max_length=STANDIN_MAX_LENGTH)
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    with torch.random.fork_rng(devices=[]):
+        text = build_real_text_encoder(source, seed, reduced_text_encoder=family == "if", vocab_size=len(tokenizer),
+                                       token_ids=ids)
+        unet = build_real_unet(source, seed)
+        vae = build_real_vae(source, seed) if has_component(source, "vae") else None
+    for module in (text, unet, vae):
+        if module is not None:
+            module.requires_grad_(False)
+    sched_cls = {"sd": DDIMScheduler, "if": DDPMScheduler, "lcm": LCMScheduler}[family]
+    scheduler = sched_cls.from_config(real_config(source, "scheduler"))
+    pipe = T2IPipeline(family, unet, vae, text, tokenizer, scheduler, name=name, num_steps=num_steps,
+                       max_length=STANDIN_MAX_LENGTH)
+    pipe.random_weights = True
+    pipe.notes = _standin_notes(spec)
+    return pipe
