@@ -22,7 +22,7 @@ from lococourse.jacobian.operator import check_mask
 from lococourse.jacobian.power import TopSVD, power_method
 from lococourse.jacobian.subspace import project_out
 from lococourse.jacobian.views import JacobianViews
-from lococourse.models.ddim import ddim_grid, ddim_invert, ddim_sample
+from lococourse.models.ddim import ddim_grid, ddim_invert, ddim_map, ddim_sample
 
 __all__ = ["find_direction", "complement_basis", "linearize", "invert", "apply_directions", "loco_edit", "transfer",
            "EditResult"]
@@ -63,23 +63,56 @@ def _top(views: JacobianViews, mask: torch.Tensor | None, eps: bool, k: int, see
     return views.cache[key]
 
 
-def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, seed: int = 0, tol: float = 1e-4,
-                     max_iter: int = 50, eps: bool = False) -> tuple[torch.Tensor | None, float]:
-    """Step 5: V̄ (d × r'), the top-r' right singular vectors of ∇P_{Ω^c} f (power seed ``seed + 1``); None for r' = 0.
+def outside(mask: torch.Tensor, band: int = 0) -> torch.Tensor:
+    """The complement region of step 5: Ω^c (``band`` = 0, the paper's), or Ω^c less a guard band of ``band`` pixels
+    around Ω (Ω dilated by a (2b+1)×(2b+1) square), so that the part's own soft-edge spill-over across the mask
+    border is not counted as "outside" (our departure from Algorithm 1; issue 13's measurements).
+    ``mask``: boolean of shape (..., H, W).  Refuses a band that leaves no pixel outside."""
+    if isinstance(band, bool) or not isinstance(band, int) or band < 0:
+        raise ValueError(f"band must be a non-negative integer number of pixels; got {band!r}")
+    if band == 0:
+        return ~mask
+    H, W = mask.shape[-2:]
+    m = mask.reshape(-1, 1, H, W).float()
+    grown = torch.nn.functional.max_pool2d(m, 2 * band + 1, stride=1, padding=band).reshape(mask.shape) > 0
+    if grown.all():
+        raise ValueError(f"band = {band} px around Ω covers the whole {H}×{W} image: the complement Ω^c would be empty; "
+                         f"use a band below {band}")
+    return ~grown
 
-    ``mask`` is Ω in the PMP's full output shape.  Returns (V̄, seconds of the power method).
+
+def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, band: int = 0, seed: int = 0,
+                     tol: float = 1e-4, max_iter: int = 50, eps: bool = False) -> tuple[torch.Tensor | None, float]:
+    """Step 5: V̄ (d × r'), the top-r' right singular vectors of ∇P_{Ω^c} g (power seed ``seed + 1``); None for r' = 0.
+
+    g is the map ``views`` linearises (the PMP f in Algorithm 1; the sampler with ``nullspace="sampler"``); ``mask``
+    is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`).
+    Returns (V̄, seconds of the power method).
     """
     if r_null == 0:
         return None, 0.0
-    top, s = _top(views, ~mask, eps, r_null, seed + 1, tol, max_iter)
+    top, s = _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter)
     return top.V, s
+
+
+def sampler_map(model: DiffusionModel, t: float, steps: int = 12) -> PMP:
+    """x_t ↦ DDIM(x_t, 0) from the edit time t in ``steps`` DDIM steps on levels of the paper's 100-step grid: the
+    whole sampler as a differentiable map, for ``find_direction(..., nullspace_map=…)`` (our departure from
+    Algorithm 1, whose step 5 uses the one-step PMP: what the sampler does after t is what moves the rest of the
+    image).  Matrix-free: its Jacobian is only ever applied through VJPs/JVPs."""
+    check_t(t)
+    grid = ddim_grid().subgrid(t, steps)
+    f = ddim_map(model.eps_model(), t, grid=grid)
+    f.label = f"sampler:{grid.num_steps}"
+    return f
 
 
 def find_direction(
     f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None, mask: torch.Tensor, *, index: int = 0,
     r: int = 5, r_null: int = 5, seed: int = 0, tol: float = 1e-4, max_iter: int = 50, model: str = "",
     jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
-    chunk: int | None = None, forward_mode: str = "transpose", extra: dict | None = None,
+    chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, nullspace_map: PMP | None = None,
+    extra: dict | None = None,
 ) -> Direction:
     """Steps 4–8 of Algorithm 1 at x_t (and Algorithm 3's steps 6–10, the same computation):
 
@@ -100,6 +133,11 @@ def find_direction(
     vector u_k puts the largest fraction of its energy inside Ω.  ``chunk``/``forward_mode``: see
     :class:`~lococourse.jacobian.JacobianOperator`.  The singular vectors' sign ambiguity is fixed by
     :func:`~lococourse.jacobian.power_method` (largest entry positive).
+
+    Method options beyond the paper (defaults are the paper's; both apply to steps 5 and 7 only):
+    ``band`` — leave a guard band of b pixels around Ω out of the complement Ω^c (:func:`outside`);
+    ``nullspace_map`` — take V̄ from the Jacobian of another map with f's output shape, linearised at the same x_t,
+    e.g. the whole sampler x_t ↦ DDIM(x_t, 0) (:func:`sampler_map`) instead of the one-step PMP.
 
     ``Direction.seconds`` is what this direction costs on its own: the linearisation plus the power methods it
     used, whether or not they were shared with an earlier call.
@@ -127,7 +165,16 @@ def find_direction(
     k = index if select == "index" else _most_inside(top, mask_full)
     v = top.V[:, k]
     # Steps 5 and 7.
-    Vbar, s_null = complement_basis(views, mask_full, r_null, seed=seed, tol=tol, max_iter=max_iter, eps=eps)
+    null_views, s_lin = views, 0.0
+    if nullspace_map is not None and r_null > 0:
+        null_views = linearize(nullspace_map, base.x if hasattr(base, "x") else x_t, chunk=chunk, forward_mode=forward_mode)
+        s_lin = null_views.seconds
+        if tuple(null_views.base.shape_out) != tuple(base.shape_out):
+            raise ValueError(f"nullspace_map's output shape {null_views.base.shape_out} differs from the PMP's "
+                             f"{base.shape_out}; the mask Ω must apply to both")
+    outside(mask_full, band)  # refuse a band that leaves no complement, even for r' = 0
+    Vbar, s_null = complement_basis(null_views, mask_full, r_null, band=band, seed=seed, tol=tol, max_iter=max_iter,
+                                    eps=eps and nullspace_map is None)
     v = project_out(v, Vbar)
     # Step 8.
     n = torch.linalg.norm(v)
@@ -135,8 +182,9 @@ def find_direction(
         raise ValueError("the projected direction is zero: v lies in span(V̄); use a smaller r' or another index")
     v = (v / n).reshape(base.shape_in)
     t = getattr(views, "t", None)
-    info = {"converged": bool(top.converged), "n_iter": int(top.n_iter), **(extra or {})}
-    seconds = views.seconds + s_top + s_null
+    info = {"converged": bool(top.converged), "n_iter": int(top.n_iter), "band": band,
+            "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"), **(extra or {})}
+    seconds = views.seconds + s_top + s_lin + s_null
     return Direction(v.detach(), float("nan") if t is None else float(t), torch.as_tensor(mask).cpu().clone(), k, r,
                      r_null, float(top.S[k]), model, seed, jacobian, seconds, info)
 

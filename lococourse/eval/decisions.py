@@ -200,6 +200,15 @@ def transfer_main_success(source: torch.Tensor, target: torch.Tensor, thresholds
     return (si.abs() > taui) & (ti.abs() > taui) & (torch.sign(si) == torch.sign(ti))
 
 
+def transfer_part_success(source: torch.Tensor, target: torch.Tensor, thresholds) -> torch.Tensor:
+    """A part-level reading of transfer: the transferred edit changed the same parts as the source edit (a
+    non-empty set), and the source edit's main factor changed the same way in the target (beyond τ)."""
+    s, t = as_theta(source), as_theta(target)
+    ps, pt = changed_parts(s, thresholds), changed_parts(t, thresholds)
+    same_parts = (ps == pt).all(-1) & ps.any(-1)
+    return same_parts & transfer_main_success(s, t, thresholds)
+
+
 def main_factor(changes: torch.Tensor, thresholds=None) -> int:
     """Index of the factor with the largest |Δθ_i| / τ_i (τ = 1 without thresholds) over all rows."""
     c = as_theta(changes).reshape(-1, len(FACTOR_NAMES)).abs()

@@ -43,11 +43,22 @@ from typing import Sequence
 import torch
 
 from lococourse.core.checks import check_strength
-from lococourse.data.faces import FACTOR_NAMES, PARTS, sample_faces
-from lococourse.editing.loco import find_direction, invert, linearize
+from lococourse.data.faces import FACTOR_NAMES, PARTS, render_faces, sample_faces
+from lococourse.editing.loco import find_direction, invert, linearize, sampler_map
 from lococourse.editing.metrics import leakage, psnr_outside, ssim_outside
+from lococourse.editing.strength import StrengthChoice, strength_for_target
 from lococourse.eval.decisions import Thresholds, changed, local_edit_success, thresholds_for
-from lococourse.eval.factors import EstimatorConfig, FactorFit, as_theta, check_part, estimate_factors, factor_changes
+from lococourse.eval.factors import (
+    CIRCULAR,
+    EstimatorConfig,
+    FactorFit,
+    as_theta,
+    check_part,
+    estimate_factors,
+    factor_changes,
+    factors_of_part,
+    theta_dict,
+)
 from lococourse.models.ddim import ddim_grid, ddim_sample
 
 
@@ -113,7 +124,15 @@ METHODS: dict[str, str] = {
     "no_projection": "masked PMP Jacobian without nullspace projection (r' = 0)",
     "eps_unmasked": "∂ε/∂x_t, unmasked, no projection (Appendix G.2)",
     "pmp_unmasked": "∂x̂₀/∂x_t, unmasked, no projection",
+    "loco_band": "LOCO with a 2 px guard band around Ω left out of the complement (ours)",
+    "loco_sampler": "LOCO with the complement nullspace of the whole sampler x_t ↦ DDIM(x_t, 0), 12 steps (ours)",
+    "loco_band_sampler": "LOCO with both: guard band and the sampler's complement nullspace (ours)",
 }
+#: The paper's recipe and its ablations (Table 1, Appendix G.2): the methods of the faithful baseline rows.
+PAPER_METHODS = ("loco", "no_projection", "eps_unmasked", "pmp_unmasked")
+#: The guard band (px) and sampler steps of the "ours" methods.
+BAND_PX = 2
+SAMPLER_STEPS = 12
 
 
 @dataclass
@@ -136,6 +155,9 @@ METHOD_OPTIONS: dict[str, dict] = {
     "no_projection": {"r_null": 0},
     "pmp_unmasked": {"r_null": 0, "masked_jacobian": False, "select": "mask_energy"},
     "eps_unmasked": {"r_null": 0, "masked_jacobian": False, "select": "mask_energy", "jacobian": "eps"},
+    "loco_band": {"band": BAND_PX},
+    "loco_sampler": {"nullspace": "sampler"},
+    "loco_band_sampler": {"band": BAND_PX, "nullspace": "sampler"},
 }
 
 
@@ -161,6 +183,10 @@ def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = t
         check_part(p)
     name = getattr(getattr(model, "spec", None), "name", "") or getattr(model, "name", "")
     views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    sampler = None  # the whole sampler's linearisation, shared by every part (only if a method needs it)
+    if any(METHOD_OPTIONS[m].get("nullspace") == "sampler" for m in methods):
+        sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+        sampler.label = f"sampler:{SAMPLER_STEPS}"
     out, power_s, skipped = {}, {}, []
     for part in parts:
         mask = faces.masks[part][i]
@@ -169,6 +195,8 @@ def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = t
             continue
         for method in methods:
             opts = {"index": index, "r_null": r_null, **METHOD_OPTIONS[method]}
+            if opts.pop("nullspace", "pmp") == "sampler":
+                opts["nullspace_map"] = sampler
             d = find_direction(views, None, mask, r=r, seed=seed, tol=tol, max_iter=max_iter, model=name,
                                extra={"method": method, "part": part, "masked": opts.get("masked_jacobian", True),
                                       "image_seed": faces.seeds[i], "linearize_s": round(views.seconds, 4)}, **opts)
@@ -267,3 +295,69 @@ def edit_face(model, seed: int, part: str, *, t: float = 0.6, index: int = 0, st
     return apply_face_edit(model, faces, d, strength, thresholds=thresholds, config=config)
 
 
+
+
+# ---------------------------------------------------------------------------------------- λ per direction
+#: The default target of λ-by-target: the edited part's main factor moves by this much (factors live in [0, 1]).
+TARGET_CHANGE = 0.12
+
+
+def part_response(changes: torch.Tensor, part: str) -> torch.Tensor:
+    """max over the factors of ``part`` of |Δθ|: how strongly an edit changed its own part.  changes: (…, 9)."""
+    idx = [FACTOR_NAMES.index(n) for n in factors_of_part(part)]
+    return as_theta(changes)[..., idx].abs().max(-1).values
+
+
+def target_strengths(model, faces: FaceSet, i: int, directions: dict, grid: Sequence[float], *,
+                     target: float = TARGET_CHANGE, config: EstimatorConfig | None = None) -> dict:
+    """λ per direction (``directions``: (method, part) → Direction on face ``i``) at which the direction's edit
+    at +λ moves its part's main factor by ``target`` (:func:`~lococourse.editing.strength.strength_for_target`),
+    from one batched sweep over ``grid``.  Records the choice in each Direction (``extra["strength"]``)."""
+    keys = list(directions)
+    lams = [float(v) for v in grid]
+    if not keys:
+        return {}
+    xs = torch.stack([faces.x_t[i] + lam * directions[k].v for k in keys for lam in lams])
+    out = sample_edits(model, xs, faces.t)
+    ch = factor_changes(faces.recon[[i] * len(xs)], out, config, reference=fit_row(faces, [i] * len(xs)))
+    resp = {}
+    for a, k in enumerate(keys):
+        resp[k] = part_response(ch[a * len(lams):(a + 1) * len(lams)], k[1]).tolist()
+    chosen = {}
+    for k in keys:
+        choice: StrengthChoice = strength_for_target(lambda _lams, k=k: resp[k], target, lams)
+        directions[k].extra["strength"] = choice.as_dict()
+        chosen[k] = choice
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------- the upper bound
+def true_factor_edits(model, faces: FaceSet, i: int, part: str, delta: float = 0.2) -> tuple[torch.Tensor, list]:
+    """What a perfect direction could do: face ``i`` re-rendered with one factor of ``part`` moved by ±delta (both
+    signs where the factor stays in [0, 1]; no clipping), DDIM-inverted to t and resampled through the model — the
+    same pipeline an edit goes through.  Returns (edited images (m, 3, S, S), [(factor name, signed delta)])."""
+    check_part(part)
+    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
+        raise ValueError(f"delta must lie in (0, 1) (factor units); got {delta!r}")
+    theta = faces.factors[i]
+    rows, meta = [], []
+    for name in factors_of_part(part):
+        j = FACTOR_NAMES.index(name)
+        for s in (-1.0, 1.0):
+            v = float(theta[j]) + s * delta
+            if 0.0 <= v <= 1.0 or name in CIRCULAR:
+                th = theta.clone()
+                th[j] = v % 1.0 if name in CIRCULAR else v
+                rows.append(th)
+                meta.append((name, s * delta))
+    if not rows:
+        return torch.empty(0, *faces.x0.shape[1:]), []
+    return resample_factors(model, faces.t, torch.stack(rows)), meta
+
+
+def resample_factors(model, t: float, theta: torch.Tensor) -> torch.Tensor:
+    """Render factors θ (m, 9), DDIM-invert the faces to t and resample them: (m, 3, S, S)."""
+    size = model_size(model)
+    imgs = render_faces(theta_dict(theta), size=size).images.float()
+    x_t, t_grid = invert(model, imgs, t)
+    return sample_edits(model, x_t, t_grid)

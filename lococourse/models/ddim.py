@@ -33,7 +33,7 @@ from lococourse.core.schedule import SCHEDULE, check_t
 from lococourse.models.adapters import UNetEps, alphas_cumprod_of
 
 __all__ = [
-    "DDIMGrid", "ddim_grid", "ddim_step", "ddim_invert", "ddim_sample", "unet_eps",
+    "DDIMGrid", "ddim_grid", "ddim_step", "ddim_invert", "ddim_sample", "ddim_map", "unet_eps",
     "psnr", "EpsModel",
 ]
 
@@ -67,6 +67,16 @@ class DDIMGrid:
     def snap(self, t_edit) -> float:
         """The grid time nearest to t_edit: where DDIM-Inv(x₀, t_edit) ends and DDIM(x_t, ·) starts."""
         return float(self.t[self.index(t_edit)])
+
+    def subgrid(self, t_start, steps: int) -> "DDIMGrid":
+        """A coarser grid of ``steps`` DDIM steps from this grid's level of ``t_start`` down to level 0, on this
+        grid's own levels (evenly spaced in level index), so that it starts exactly where an edit at t_start does."""
+        j_start = self.index(t_start)
+        check_positive_int(steps, "steps", upper=max(j_start, 1), upper_name=f"the {j_start} levels below t = {t_start}")
+        if j_start == 0:
+            raise ValueError(f"t_start = {t_start} is the clean end of the grid; a sampler needs t_start > 0")
+        levels = torch.linspace(0, j_start, steps + 1).round().long().unique()  # ascending, starts at 0
+        return DDIMGrid(self.timesteps[levels[1:] - 1], self.alpha_bar[levels], self.t[levels], self.num_train_timesteps)
 
     def timestep(self, j: int) -> int:
         """diffusers' integer timestep of level j ≥ 1 (the label the ε-model gets at that level)."""
@@ -155,11 +165,12 @@ def ddim_invert(eps_model: EpsModel, x0: torch.Tensor, t_edit, *, grid: DDIMGrid
 
 
 # ---------------------------------------------------------------------------------------- sampling
-@torch.no_grad()
-def ddim_sample(eps_model: EpsModel, x_t: torch.Tensor, t_start, t_end=0.0, *, grid: DDIMGrid | None = None,
+def _ddim_down(eps_model: EpsModel, x_t: torch.Tensor, t_start, t_end=0.0, *, grid: DDIMGrid | None = None,
                 eta: float = 0.0, boost_below: float | None = None, generator: torch.Generator | None = None,
                 clip_sample: float | None = None, return_trajectory: bool = False):
-    """x = DDIM(x_t, t_end): DDIM steps down the grid from the level of t_start to that of t_end (eq. 1).
+    """The DDIM loop shared by :func:`ddim_sample` (no autograd) and :func:`ddim_map` (differentiable).
+
+    x = DDIM(x_t, t_end): DDIM steps down the grid from the level of t_start to that of t_end (eq. 1).
 
     Step j → j − 1 uses ε = eps_model(x_j, timestep of level j) (diffusers' ``DDIMScheduler.step``).
     Deterministic (η = 0) unless ``eta`` > 0 or ``boost_below`` is set: the "quality boosting" of
@@ -192,6 +203,34 @@ def ddim_sample(eps_model: EpsModel, x_t: torch.Tensor, t_start, t_end=0.0, *, g
                       clip_sample=clip_sample)
         traj.append(x)
     return (x, traj) if return_trajectory else x
+
+
+@torch.no_grad()
+def ddim_sample(eps_model: EpsModel, x_t: torch.Tensor, t_start, t_end=0.0, *, grid: DDIMGrid | None = None,
+                eta: float = 0.0, boost_below: float | None = None, generator: torch.Generator | None = None,
+                clip_sample: float | None = None, return_trajectory: bool = False):
+    """x = DDIM(x_t, t_end) (eq. 1), without autograd: see :func:`_ddim_down` for the arguments."""
+    return _ddim_down(eps_model, x_t, t_start, t_end, grid=grid, eta=eta, boost_below=boost_below, generator=generator,
+                      clip_sample=clip_sample, return_trajectory=return_trajectory)
+
+
+def ddim_map(eps_model: EpsModel, t_start, *, grid: DDIMGrid | None = None):
+    """The deterministic sampler x_t ↦ DDIM(x_t, 0) from the level of ``t_start`` as a differentiable map
+    (B, *S) → (B, *S), for Jacobians of the whole sampler.  ``grid`` must end at t = 0 (all grids do) and hold
+    the level of ``t_start``; a coarse one is :meth:`DDIMGrid.subgrid`.  The map carries ``t`` = the start time."""
+    grid = ddim_grid() if grid is None else grid
+    if float(grid.t[0]) != 0.0:
+        raise ValueError(f"a sampler grid must end at t = 0; this one ends at t = {float(grid.t[0])}")
+    t0 = grid.snap(t_start)
+    if t0 == 0.0:
+        raise ValueError(f"t_start = {t_start} snaps to the clean end t = 0 of the grid; the sampler would do nothing")
+
+    def sampler(x_t: torch.Tensor) -> torch.Tensor:
+        return _ddim_down(eps_model, x_t, t0, 0.0, grid=grid)
+
+    sampler.t = t0
+    sampler.grid = grid
+    return sampler
 
 
 # ---------------------------------------------------------------------------------------- ε-models

@@ -1,0 +1,126 @@
+"""Issue 13's method options of Algorithm 1 (guard band, the sampler's complement nullspace, λ by target), each
+against an independent oracle: numpy SVDs of an exactly linear PMP, finite differences, a linear response."""
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import binary_dilation
+
+from lococourse.editing.loco import find_direction, outside, sampler_map
+from lococourse.editing.strength import default_strength_grid, strength_for_target
+from lococourse.jacobian import JacobianOperator
+from lococourse.models.ddim import DDIMGrid, ddim_grid, ddim_map, ddim_sample
+from lococourse.theory.molrg import MoLRG
+
+DT = torch.float64
+
+
+class LinearMap:
+    """x ↦ A x on (1, 8, 8) images."""
+
+    t = 0.5
+
+    def __init__(self, A):
+        self.A = A
+
+    def __call__(self, x):
+        return (x.reshape(x.shape[0], -1) @ self.A.T).reshape(x.shape)
+
+
+def _A(seed):
+    return torch.randn(64, 64, generator=torch.Generator().manual_seed(seed), dtype=DT)
+
+
+def _mask():
+    m = torch.zeros(8, 8, dtype=torch.bool)
+    m[3:5, 2:5] = True
+    return m
+
+
+def _closed_form(A_in: np.ndarray, A_null: np.ndarray, inside: np.ndarray, out: np.ndarray, index: int, r_null: int):
+    v = np.linalg.svd(A_in[inside])[2][index]
+    Vbar = np.linalg.svd(A_null[out])[2][:r_null].T
+    v = v - Vbar @ (Vbar.T @ v)
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("band", [1, 2])
+def test_band_gives_the_closed_form_on_a_linear_pmp(band):
+    A = _A(0)
+    mask = _mask()
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    d = find_direction(LinearMap(A), x, mask, r=2, r_null=6, band=band, tol=1e-12, max_iter=3000)
+    out = ~binary_dilation(mask.numpy(), structure=np.ones((3, 3)), iterations=band)  # oracle: scipy's dilation
+    v = _closed_form(A.numpy(), A.numpy(), mask.numpy().reshape(-1), out.reshape(-1), 0, 6)
+    assert abs(abs(float(v @ d.v.reshape(-1).numpy())) - 1) < 1e-9
+    assert d.extra["band"] == band and d.extra["nullspace"] == "pmp"
+    # and it is not the paper's direction (band 0): the guard band changes the complement
+    d0 = find_direction(LinearMap(A), x, mask, r=2, r_null=6, tol=1e-12, max_iter=3000)
+    assert abs(float(d0.v.reshape(-1) @ d.v.reshape(-1))) < 1 - 1e-6
+
+
+def test_nullspace_map_gives_the_closed_form_on_linear_maps():
+    """Step 5 from another map g = B x (the sampler's role): V̄ from ∇P_{Ω^c} g, step 4 still from f = A x."""
+    A, B = _A(0), _A(1)
+    mask = _mask()
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    g = LinearMap(B)
+    g.label = "sampler:test"
+    d = find_direction(LinearMap(A), x, mask, r=2, r_null=5, band=1, nullspace_map=g, tol=1e-12, max_iter=3000)
+    out = ~binary_dilation(mask.numpy(), structure=np.ones((3, 3)), iterations=1)
+    v = _closed_form(A.numpy(), B.numpy(), mask.numpy().reshape(-1), out.reshape(-1), 0, 5)
+    assert abs(abs(float(v @ d.v.reshape(-1).numpy())) - 1) < 1e-9
+    assert d.extra["nullspace"] == "sampler:test"
+
+
+def test_sampler_map_is_the_ddim_sampler_and_its_jacobian_matches_finite_differences():
+    model = MoLRG.random((1, 4, 4), [2, 3], seed=0)  # the exact ε-model: float64, smooth
+    x = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=DT)
+    s = sampler_map(model, 0.6, steps=6)
+    assert s.t == pytest.approx(0.601) and s.grid.num_steps == 6 and float(s.grid.t[0]) == 0.0
+    with torch.no_grad():  # the same map as the package's DDIM on that grid
+        torch.testing.assert_close(s(x), ddim_sample(model.eps_model(), x, 0.6, 0.0, grid=s.grid))
+    full = ddim_map(model.eps_model(), 0.6)  # on the full 100-step grid it is DDIM(x_t, 0) itself
+    with torch.no_grad():
+        torch.testing.assert_close(full(x), ddim_sample(model.eps_model(), x, 0.6, 0.0))
+    V = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(3), dtype=DT)
+    JV = JacobianOperator(s, x[0]).mv(V)
+    h = 1e-5
+    with torch.no_grad():
+        fd = torch.stack([(s(x + h * v) - s(x - h * v))[0] / (2 * h) for v in V])
+    torch.testing.assert_close(JV, fd, rtol=1e-6, atol=1e-7)
+
+
+def test_strength_for_target_hits_the_target_on_a_linear_response():
+    c = 0.037
+    choice = strength_for_target(lambda lams: [c * lam for lam in lams], 0.12, [1.0, 2.0, 4.0, 8.0])
+    assert choice.reached and choice.strength == pytest.approx(0.12 / c)
+    # a response that never reaches the target: the largest λ, said so
+    low = strength_for_target(lambda lams: [0.001 * lam for lam in lams], 0.12, [1.0, 2.0])
+    assert not low.reached and low.strength == 2.0 and low.response == [0.001, 0.002]
+    # a response already beyond the target at the first λ: interpolated from λ = 0
+    assert strength_for_target(lambda lams: [1.0 for _ in lams], 0.5, [4.0, 8.0]).strength == pytest.approx(2.0)
+    grid = default_strength_grid(3 * 32 * 32)
+    assert grid == sorted(grid) and grid[0] == pytest.approx(3072 ** 0.5 / 64, rel=1e-3)
+
+
+def test_bad_options_are_clear_errors():
+    A = _A(0)
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    with pytest.raises(ValueError, match="band must be a non-negative integer.*got -1"):
+        find_direction(LinearMap(A), x, _mask(), band=-1)
+    with pytest.raises(ValueError, match="band = 7 px .* complement .* would be empty"):
+        find_direction(LinearMap(A), x, _mask(), band=7)
+    with pytest.raises(ValueError, match="band = 7 px"):
+        outside(_mask(), 7)
+    with pytest.raises(ValueError, match="target change must be a positive finite number; got 0"):
+        strength_for_target(lambda lams: lams, 0, [1.0])
+    with pytest.raises(ValueError, match="target change must be a positive finite number; got -0.1"):
+        strength_for_target(lambda lams: lams, -0.1, [1.0])
+    with pytest.raises(ValueError, match="increasing list of positive"):
+        strength_for_target(lambda lams: lams, 0.1, [2.0, 1.0])
+    g = ddim_grid()
+    shifted = DDIMGrid(g.timesteps[1:], g.alpha_bar[1:], g.t[1:], g.num_train_timesteps)  # ends at t = 0.001
+    with pytest.raises(ValueError, match="must end at t = 0"):
+        ddim_map(MoLRG.random((1, 4, 4), [2], seed=0).eps_model(), 0.6, grid=shifted)
+    with pytest.raises(ValueError, match="steps"):
+        ddim_grid().subgrid(0.6, 0)
