@@ -196,22 +196,25 @@ def _most_inside(top: TopSVD, mask_full: torch.Tensor) -> int:
     return int(frac.argmax())
 
 
-def invert(model: DiffusionModel, x0: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
-    """Step 3 of Algorithm 1: x_t = DDIM-Inv(x₀, t) on the paper's 100-step grid; returns (x_t, grid t)."""
+def invert(model: DiffusionModel, x0: torch.Tensor, t: float, *, num_steps: int = 100) -> tuple[torch.Tensor, float]:
+    """Step 3 of Algorithm 1: x_t = DDIM-Inv(x₀, t) on the paper's 100-step grid (``num_steps``: another DDIM grid,
+    e.g. fewer steps for real-size models on a CPU); returns (x_t, grid t)."""
 
     check_t(t)
-    grid = ddim_grid()
+    grid = ddim_grid(num_steps)
     single = x0.dim() == len(model.shape)  # one image (*S): the ε-model takes batches
     x_t = ddim_invert(model.eps_model(), x0.unsqueeze(0) if single else x0, t, grid=grid)
     return (x_t[0] if single else x_t), grid.snap(t)
 
 
 def apply_directions(model: DiffusionModel, x_t: torch.Tensor, t: float, terms: Sequence[tuple[Direction, float]] | None = None,
-                     strengths: Sequence[float] | None = None, direction: Direction | None = None) -> torch.Tensor:
+                     strengths: Sequence[float] | None = None, direction: Direction | None = None, *,
+                     num_steps: int = 100) -> torch.Tensor:
     """Step 9: x₀' = DDIM(x_t + Σ λ_i v_i, 0), in one batch.
 
     Either ``terms`` [(direction, λ), …] (composition: one image) or ``direction`` with a list of
     ``strengths`` (a linearity sweep: one image per λ, all from the same x_t).  x_t: (*S).
+    ``num_steps``: the DDIM grid (the paper's 100 steps; the grid :func:`invert` used).
     """
 
     if terms is not None:
@@ -228,7 +231,7 @@ def apply_directions(model: DiffusionModel, x_t: torch.Tensor, t: float, terms: 
     else:
         raise ValueError("give either terms=[(direction, strength), …] or direction= with strengths=[…]")
     with torch.no_grad():
-        return ddim_sample(model.eps_model(), x, t, 0.0)
+        return ddim_sample(model.eps_model(), x, t, 0.0, grid=ddim_grid(num_steps))
 
 
 @dataclass
@@ -245,19 +248,21 @@ class EditResult:
 def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: float, *, index: int = 0,
               strengths: Sequence[float] = (-6.0, 6.0), r: int = 5, r_null: int = 5, seed: int = 0,
               tol: float = 1e-4, max_iter: int = 50, masked_jacobian: bool = True,
-              progress: Callable[[str], None] | None = None) -> EditResult:
+              progress: Callable[[str], None] | None = None, num_steps: int = 100) -> EditResult:
     """Unsupervised LOCO Edit, Algorithm 1 of Chen et al. (2024), end to end.
 
       3. x_t ← DDIM-Inv(x₀, t)
       4–8. v_p from the masked Jacobian and nullspace projection (:func:`find_direction`)
       9. x₀' ← DDIM(x_t + λ v_p, 0) for each λ in ``strengths`` (one batch, with λ = 0 as reference)
+
+    ``num_steps``: the DDIM grid of steps 3 and 9 (the paper's 100; fewer for real-size models on a CPU).
     """
     check_finite(x0, "x0")
     for lam in strengths:
         check_strength(lam)
     say = progress or (lambda msg: None)
     say(f"DDIM-inverting the image to t = {t} (Algorithm 1 step 3)")
-    x_t, t_grid = invert(model, x0, t)  # Step 3.
+    x_t, t_grid = invert(model, x0, t, num_steps=num_steps)  # Step 3.
     say(f"finding the direction at t = {t_grid:.3f}: top-{r} of the masked Jacobian, top-{r_null} of its complement "
         "projected out (steps 4–8)")
     direction = find_direction(model.pmp(t_grid), x_t, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol,
@@ -265,7 +270,7 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
     direction.t = t_grid
     lams = [0.0, *[float(s) for s in strengths]]
     say(f"direction found in {direction.seconds:.1f} s (σ_k = {direction.sigma:.4f}); sampling the edit (step 9)")
-    out = apply_directions(model, x_t, t_grid, direction=direction, strengths=lams)  # Step 9.
+    out = apply_directions(model, x_t, t_grid, direction=direction, strengths=lams, num_steps=num_steps)  # Step 9.
     return EditResult(x0, x_t, t_grid, direction, list(lams[1:]), out[1:], out[0])
 
 

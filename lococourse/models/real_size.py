@@ -340,3 +340,108 @@ def standin_t2i(name: str, seed: int = 0, num_steps: int | None = None):
     pipe.random_weights = True
     pipe.notes = _standin_notes(spec)
     return pipe
+
+
+# ----------------------------------------------------------------------------- measuring
+#: This process's status file (Linux): VmRSS / VmHWM (the peak), reset through clear_refs ("5").
+_PROC = Path("/proc/self")
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        for line in (_PROC / "status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux ``/proc/self/clear_refs`` ← 5); False where impossible."""
+    try:
+        (_PROC / "clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident set size in GB (10⁹ bytes) since the last :func:`reset_peak_rss`
+    (Linux VmHWM; elsewhere the lifetime peak from ``resource.getrusage``)."""
+    kb = _status_kb("VmHWM")
+    if kb is None:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    return kb * 1e3 / 1e9
+
+
+def rss_gb() -> float | None:
+    """This process's current resident set size in GB, or None where /proc is missing."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb * 1e3 / 1e9
+
+
+def measure(fn, *args, **kwargs) -> tuple[object, dict]:
+    """Run ``fn(*args, **kwargs)``; return (its result, {"seconds", "peak_rss_gb", "rss_before_gb", "peak_reset"}).
+
+    ``peak_rss_gb`` is the whole process's peak resident memory during the call (weights already loaded
+    included: what must fit in the machine's RAM); ``peak_reset`` says whether the peak could be reset
+    before the call (if not, it is the process's lifetime peak, an upper bound).
+    """
+    import time
+
+    before = rss_gb()
+    reset = reset_peak_rss()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    seconds = time.perf_counter() - t0
+    return out, {"seconds": seconds, "peak_rss_gb": peak_rss_gb(), "rss_before_gb": before, "peak_reset": reset}
+
+
+#: Exit status of a process stopped by :class:`memory_guard`.
+MEMORY_GUARD_EXIT = 86
+
+
+class memory_guard:
+    """Stop this process (exit status ``MEMORY_GUARD_EXIT``) if its resident memory exceeds ``limit_gb``.
+
+    A watchdog thread polls /proc/self/status every ``interval`` seconds; on a breach it writes what it saw to
+    stderr and calls ``os._exit`` — a torch op deep in a backward pass cannot be interrupted any other way, and on
+    a machine shared with other work it is better to stop here than to wait for the kernel's OOM killer, which may
+    pick another process.  ``label`` says in the message what was running.  Linux only (a no-op elsewhere).
+    """
+
+    def __init__(self, limit_gb: float, label: str = "", interval: float = 0.05):
+        if not limit_gb > 0:
+            raise ValueError(f"limit_gb must be positive; got {limit_gb!r}")
+        self.limit_gb, self.label, self.interval = float(limit_gb), label, interval
+        self._stop = None
+
+    def __enter__(self):
+        import threading
+
+        if rss_gb() is None:
+            return self
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def _watch(self):
+        import os
+        import sys
+
+        while not self._stop.wait(self.interval):
+            now = rss_gb()
+            if now is not None and now > self.limit_gb:
+                sys.stderr.write(f"\nmemory_guard: resident memory {now:.2f} GB exceeds the limit {self.limit_gb:.2f} GB"
+                                 f"{f' during {self.label}' if self.label else ''}; stopping the process (exit "
+                                 f"{MEMORY_GUARD_EXIT})\n")
+                sys.stderr.flush()
+                os._exit(MEMORY_GUARD_EXIT)
+
+    def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
+        return False
