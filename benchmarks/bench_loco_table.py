@@ -61,19 +61,38 @@ from pathlib import Path
 import torch
 
 from lococourse.data.faces import FACTOR_NAMES, PARTS
+from lococourse.editing.loco import invert
+from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import (
     calibrate_thresholds,
     changed_parts,
     local_edit_success,
     transfer_main_success,
+    transfer_part_success,
     transfer_success,
 )
-from lococourse.eval.faces import METHODS, edit_metrics, face_directions, model_size, prepare_faces, sample_edits
+from lococourse.eval.faces import (
+    METHODS,
+    TARGET_CHANGE,
+    edit_metrics,
+    face_directions,
+    model_size,
+    prepare_faces,
+    resample_factors,
+    sample_edits,
+    target_strengths,
+    true_factor_edits,
+)
 from lococourse.eval.factors import FactorFit, factor_changes
 from lococourse.models.registry import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB_SEEDS = (1000, 1001, 1002, 1003)
+#: The table's rows: the paper's recipe exactly as published (λ per part from the calibration sweep: the faithful
+#: baseline, unchanged), then every method with λ chosen per direction (``--strength target``, the default), then
+#: the upper bound (true single-factor edits through the same pipeline).
+PAPER_ROW = "paper_loco"
+UPPER_ROW = "upper_bound"
 #: λ grid of the sweep as fractions of √d (d = 3·S²; the paper's λ = 15 at 256 px is ≈ √d/30).
 SWEEP_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
 
@@ -105,7 +124,7 @@ def choose_strength(model, calib, thresholds, args) -> tuple[dict, list]:
                     xs.append(calib.x_t[i] + s * lam * d.v)
                     refs.append(i)
                     parts.append(part)
-        out = sample_edits(model, torch.stack(xs), calib.t)
+        out = sample_edits(model, torch.stack(xs), calib.t, steps=calib.sample_steps)
         ch = factor_changes(calib.recon[refs], out, reference=_rows_of(calib.recon_fit, refs))
         cp = changed_parts(ch, thresholds)
         for part in PARTS:
@@ -135,81 +154,149 @@ def run(args) -> dict:
     log(f"model {model.spec.name}: {size}×{size}, prediction type {model.prediction_type}")
 
     # 1. thresholds from the estimator's noise on held-out model reconstructions
-    calib = prepare_faces(model, CALIB_SEEDS[: args.calib], args.t)
+    calib = prepare_faces(model, CALIB_SEEDS[: args.calib], args.t, sample_steps=args.sample_steps)
     thresholds = calibrate_thresholds(calib.recon)
     log(f"thresholds τ: {thresholds.as_dict()}")
 
-    # 2. λ
-    if args.strength == "auto" and args.quick:
-        lam, sweep, how = dict.fromkeys(PARTS, sweep_grid(size)[1]), [], "quick run: λ = √d/16 for every part, no sweep."
-    elif args.strength == "auto":
-        log("λ sweep on the calibration faces (LOCO):")
+    # 2. λ: per part for the paper's row (the calibration sweep, as before); per direction for every method
+    log("λ sweep on the calibration faces (LOCO; the paper's row):")
+    if args.quick:
+        lam = dict.fromkeys(PARTS, sweep_grid(size)[1])
+        sweep, how = [], "quick run: λ = √d/16 for every part, no sweep."
+    else:
         lam, sweep = choose_strength(model, calib, thresholds, args)
         how = (f"Sweep on the {len(calib)} calibration faces (LOCO), grid √d·(1/32, 1/16, 1/8, 1/4, 1/2): per part, "
-               "the smallest λ whose edits change the masked part in ≥ half the cases.  Every method uses the "
-               "part's λ; a transferred direction keeps its source part's λ.")
+               "the smallest λ whose edits change the masked part in ≥ half the cases.")
+    mode = args.strength
+    grid = default_strength_grid(3 * size * size, args.grid_points)
+    if mode == "target":
+        how += (f"  Every other row: λ per direction, by a sweep over √d·2^(−6 … −1) ({len(grid)} points) at which the "
+                f"edit at +λ moves its part's main factor by {args.target} (lococourse.editing.strength, interpolated).")
+    elif mode == "sweep":
+        how += "  Every other row uses the same per-part λ."
     else:
-        lam, sweep, how = dict.fromkeys(PARTS, float(args.strength)), [], "Fixed on the command line (--strength)."
-    log(f"λ per part: {lam}")
+        how += f"  Every other row: λ = {float(mode):g} (--strength)."
+    log(f"λ per part (paper's row): {lam}")
+    methods = list(METHODS)
+    rows = [PAPER_ROW, *methods, UPPER_ROW]
 
     # 3. the evaluation faces
     seeds = list(range(args.images))
-    faces = prepare_faces(model, seeds, args.t)
+    faces = prepare_faces(model, seeds, args.t, sample_steps=args.sample_steps)
     n = len(faces)
     log(f"{n} faces inverted to t = {faces.t:.3f}")
-    records, transfers, learn, skipped = [], [], {m: [] for m in METHODS}, 0
-    transfer_s = {m: [] for m in METHODS}
+    def result(done: int) -> dict:
+        res = {"model": model.spec.name, "size": size, "t": faces.t, "strength": lam, "strength_mode": mode,
+               "target_change": args.target if mode == "target" else None, "strength_grid": grid, "strengths": strengths,
+               "true_delta": args.true_delta, "rows": rows, "images": done, "sample_steps": args.sample_steps,
+               "transfers_per_direction": args.transfers, "r": 5, "r_null": 5, "index": 0,
+               "power_method": {"tol": args.tol, "max_iter": args.max_iter},
+               "thresholds": thresholds.as_dict(), "thresholds_how": thresholds.how, "estimator_noise_q95": thresholds.noise,
+               "estimator_accuracy_on_reconstructions": thresholds.accuracy, "strength_sweep": sweep, "strength_how": how,
+               "skipped_masks": skipped, "wall_s": time.perf_counter() - t_start, "threads": args.threads,
+               "times": {m: {"learning_s": learn[m], "transfer_s": transfer_s[m]} for m in rows},
+               "records": records, "transfer_records": transfers}
+        return res
+
+    records, transfers, skipped = [], [], 0
+    learn, transfer_s, strengths = {r: [] for r in rows}, {r: [] for r in rows}, []
     for i in range(n):
         t0 = time.perf_counter()
-        fd = face_directions(model, faces, i, tol=args.tol, max_iter=args.max_iter)  # 4.
+        fd = face_directions(model, faces, i, methods=methods, tol=args.tol, max_iter=args.max_iter)  # 4.
         skipped += len(fd.skipped)
+        if mode == "target":
+            chosen = {k: c.strength for k, c in target_strengths(model, faces, i, fd.directions, grid,
+                                                                  target=args.target).items()}
+            strengths += [{"image": i, "method": m, "part": p, **fd.directions[(m, p)].extra["strength"]}
+                          for (m, p) in fd.directions]
+        else:
+            chosen = {k: (lam[k[1]] if mode == "sweep" else float(mode)) for k in fd.directions}
         targets = [(i + j) % n for j in range(1, args.transfers + 1)]
         xs, meta = [], []
-        for (method, part), d in fd.directions.items():
-            learn[method].append(fd.learning_seconds(method, part))
-            for s in (-1, 1):
-                xs.append(faces.x_t[i] + s * lam[part] * d.v)
-                meta.append((method, part, s, i))
-                for tg in targets:
-                    xs.append(faces.x_t[tg] + s * lam[part] * d.v)
-                    meta.append((method, part, s, tg))
-        out = sample_edits(model, torch.stack(xs), faces.t)  # 5. and 6.
+        for row in [PAPER_ROW, *methods]:
+            for part in PARTS:
+                method = "loco" if row == PAPER_ROW else row
+                if (method, part) not in fd.directions:
+                    continue
+                d = fd.directions[(method, part)]
+                strength = lam[part] if row == PAPER_ROW else chosen[(method, part)]
+                learn[row].append(fd.learning_seconds(method, part))
+                for s in (-1, 1):
+                    for img in (i, *targets):
+                        xs.append(faces.x_t[img] + s * strength * d.v)
+                        meta.append((row, part, s, img, strength))
+        out = sample_edits(model, torch.stack(xs), faces.t, steps=faces.sample_steps)  # 5. and 6.
         ref_idx = [m[3] for m in meta]
         ch = factor_changes(faces.recon[ref_idx], out, reference=_rows_of(faces.recon_fit, ref_idx))
+        # the upper bound: true single-factor edits of this face and the same change on the targets
+        ub_x, ub_meta = [], []
+        for part in PARTS:
+            if part in fd.skipped:
+                continue
+            imgs, fmeta = true_factor_edits(model, faces, i, part, args.true_delta)
+            for k, (name, delta) in enumerate(fmeta):
+                ub_x.append(imgs[k])
+                ub_meta.append((UPPER_ROW, part, 1 if delta > 0 else -1, i, name, delta))
+        tgt_theta, tgt_meta = [], []
+        for (_, part, s, _, name, delta) in ub_meta:
+            j = FACTOR_NAMES.index(name)
+            for tg in targets:
+                th = faces.factors[tg].clone()
+                v = float(th[j]) + delta
+                if name == "bg_hue" or 0.0 <= v <= 1.0:
+                    th[j] = v % 1.0 if name == "bg_hue" else v
+                    tgt_theta.append(th)
+                    tgt_meta.append((UPPER_ROW, part, s, tg, name, delta))
+        if tgt_theta:
+            ub_x += list(resample_factors(model, faces.t, torch.stack(tgt_theta), faces.sample_steps))
+            ub_meta += tgt_meta
+        if ub_x:
+            ub_ref = [m[3] for m in ub_meta]
+            ub_ch = factor_changes(faces.recon[ub_ref], torch.stack(ub_x), reference=_rows_of(faces.recon_fit, ub_ref))
+            out = torch.cat([out, torch.stack(ub_x)])
+            ch = torch.cat([ch, ub_ch])
+            meta += [(row, part, s, img, f"{name}{delta:+.2f}") for (row, part, s, img, name, delta) in ub_meta]
         src = {}
-        for j, (method, part, s, img) in enumerate(meta):
+        for j, (row, part, s, img, strength) in enumerate(meta):
+            key = (row, part, s, strength) if row == UPPER_ROW else (row, part, s)
             if img == i:
                 mask = faces.masks[part][i]
-                rec = {"image": i, "method": method, "part": part, "sign": s,
+                rec = {"image": i, "method": row, "part": part, "sign": s,
+                       "strength": strength if not isinstance(strength, str) else None,
+                       "edit": strength if isinstance(strength, str) else None,
                        "local_success": bool(local_edit_success(ch[j], part, thresholds)),
                        "parts_changed": [p for p, c in zip(PARTS, changed_parts(ch[j], thresholds).tolist()) if c],
                        "changes": [round(float(v), 4) for v in ch[j]], **edit_metrics(faces.recon[i], out[j], mask)}
                 records.append(rec)
-                src[(method, part, s)] = ch[j]
-        for j, (method, part, s, img) in enumerate(meta):
-            if img != i:
-                transfers.append({"image": i, "target": img, "method": method, "part": part, "sign": s,
-                                  "success": bool(transfer_success(src[(method, part, s)], ch[j], thresholds)),
+                src[key] = ch[j]
+        for j, (row, part, s, img, strength) in enumerate(meta):
+            key = (row, part, s, strength) if row == UPPER_ROW else (row, part, s)
+            if img != i and key in src:
+                transfers.append({"image": i, "target": img, "method": row, "part": part, "sign": s,
+                                  "edit": strength if isinstance(strength, str) else None,
+                                  "success": bool(transfer_success(src[key], ch[j], thresholds)),
                                   "changes": [round(float(v), 4) for v in ch[j]]})
         if i == 0:  # transfer time: one new image at a time (DDIM-Inv + one edit), per method
-            from lococourse.editing.loco import invert
-
-            for method in METHODS:
-                d = fd.directions[(method, "hair")] if (method, "hair") in fd.directions else next(iter(fd.directions.values()))
+            for row in [PAPER_ROW, *methods]:
+                method = "loco" if row == PAPER_ROW else row
+                d = fd.directions.get((method, "hair")) or next(iter(fd.directions.values()))
                 t1 = time.perf_counter()
                 x_t, tg_t = invert(model, faces.x0[targets[0]:targets[0] + 1], args.t)
-                sample_edits(model, x_t + lam["hair"] * d.v, tg_t)
-                transfer_s[method].append(time.perf_counter() - t1)
-        log(f"face {i + 1}/{n} (seed {faces.seeds[i]}): {len(xs)} edits in {time.perf_counter() - t0:.0f} s")
+                sample_edits(model, x_t + lam["hair"] * d.v, tg_t, steps=faces.sample_steps)
+                transfer_s[row].append(time.perf_counter() - t1)
+            t1 = time.perf_counter()
+            resample_factors(model, faces.t, faces.factors[targets[0]:targets[0] + 1], faces.sample_steps)
+            transfer_s[UPPER_ROW].append(time.perf_counter() - t1)
+            learn[UPPER_ROW].append(0.0)
+        log(f"face {i + 1}/{n} (seed {faces.seeds[i]}): {len(out)} edits in {time.perf_counter() - t0:.0f} s")
+        if args.partial:  # the records so far, rescorable with --rescore if the run is cut short
+            partial = Path(args.partial)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            tmp = partial.with_suffix(".tmp")
+            tmp.write_text(json.dumps(_rounded(result(i + 1)), separators=(",", ":")))
+            tmp.replace(partial)
 
-    res = {"model": model.spec.name, "size": size, "t": faces.t, "strength": lam, "images": n,
-           "transfers_per_direction": args.transfers, "r": 5, "r_null": 5, "index": 0,
-           "power_method": {"tol": args.tol, "max_iter": args.max_iter},
-           "thresholds": thresholds.as_dict(), "thresholds_how": thresholds.how, "estimator_noise_q95": thresholds.noise,
-           "estimator_accuracy_on_reconstructions": thresholds.accuracy, "strength_sweep": sweep, "strength_how": how,
-           "skipped_masks": skipped, "wall_s": time.perf_counter() - t_start, "threads": args.threads,
-           "times": {m: {"learning_s": learn[m], "transfer_s": transfer_s[m]} for m in METHODS},
-           "records": records, "transfer_records": transfers}
+    res = result(n)
     return summarize(res)
 
 
@@ -221,19 +308,23 @@ def summarize(res: dict) -> dict:
     times = res.get("times") or {m: {"learning_s": [v["learning_s"]], "transfer_s": [v["transfer_s"]]}
                                  for m, v in res["table"].items()}
 
-    def scores(tau):
-        src = {(r["method"], r["image"], r["part"], r["sign"]): torch.tensor(r["changes"]) for r in records}
-        loc = [bool(local_edit_success(torch.tensor(r["changes"]), r["part"], tau)) for r in records]
-        tr, trm = [], []
-        for r in transfers:
-            s = src[(r["method"], r["image"], r["part"], r["sign"])]
-            tr.append(bool(transfer_success(s, torch.tensor(r["changes"]), tau)))
-            trm.append(bool(transfer_main_success(s, torch.tensor(r["changes"]), tau)))
-        return loc, tr, trm
+    rows = res.get("rows") or list(METHODS)
 
-    loc, tr, trm = scores(tau)
+    def scores(tau):
+        src = {(r["method"], r["image"], r["part"], r["sign"], r.get("edit")): torch.tensor(r["changes"]) for r in records}
+        loc = [bool(local_edit_success(torch.tensor(r["changes"]), r["part"], tau)) for r in records]
+        tr, trm, trp = [], [], []
+        for r in transfers:
+            s = src[(r["method"], r["image"], r["part"], r["sign"], r.get("edit"))]
+            c = torch.tensor(r["changes"])
+            tr.append(bool(transfer_success(s, c, tau)))
+            trm.append(bool(transfer_main_success(s, c, tau)))
+            trp.append(bool(transfer_part_success(s, c, tau)))
+        return loc, tr, trm, trp
+
+    loc, tr, trm, trp = scores(tau)
     table = {}
-    for method in METHODS:
+    for method in rows:
         ri = [k for k, r in enumerate(records) if r["method"] == method]
         ti = [k for k, r in enumerate(transfers) if r["method"] == method]
         rs = [records[k] for k in ri]
@@ -245,6 +336,7 @@ def summarize(res: dict) -> dict:
             "local_success": _mean([loc[k] for k in ri]),
             "transfer_success": _mean([tr[k] for k in ti]),
             "transfer_main_success": _mean([trm[k] for k in ti]),
+            "transfer_part_success": _mean([trp[k] for k in ti]),
             "leakage_median": statistics.median(r["leakage"] for r in rs),
             "leakage_mean": statistics.fmean(r["leakage"] for r in rs),
             "ssim_outside": statistics.fmean(r["ssim_outside"] for r in rs),
@@ -256,16 +348,17 @@ def summarize(res: dict) -> dict:
                              "other_part_changed": _mean([any(q != p for q in r["parts_changed"]) for r in rs if r["part"] == p]),
                              "leakage_median": _median([r["leakage"] for r in rs if r["part"] == p]),
                              "transfer_success": part_mean(tr, ti, [transfers[k] for k in ti], p),
-                             "transfer_main_success": part_mean(trm, ti, [transfers[k] for k in ti], p)}
+                             "transfer_main_success": part_mean(trm, ti, [transfers[k] for k in ti], p),
+                             "transfer_part_success": part_mean(trp, ti, [transfers[k] for k in ti], p)}
                          for p in PARTS},
         }
     sensitivity = {}
     for scale in (0.5, 1.0, 2.0):
-        l2, t2, m2 = scores(tau * scale)
+        l2, t2, m2, _ = scores(tau * scale)
         sensitivity[str(scale)] = {m: {"local_success": _mean([v for v, r in zip(l2, records) if r["method"] == m]),
                                        "transfer_success": _mean([v for v, r in zip(t2, transfers) if r["method"] == m]),
                                        "transfer_main_success": _mean([v for v, r in zip(m2, transfers) if r["method"] == m])}
-                                   for m in METHODS}
+                                   for m in rows}
     return {**res, "table": table, "sensitivity": sensitivity}
 
 
@@ -277,20 +370,25 @@ def _median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-LABELS = {"loco": "LOCO (masked J + nullspace proj.)", "no_projection": "masked J, no projection (r' = 0)",
-          "eps_unmasked": "∂ε/∂x_t (unmasked, G.2)", "pmp_unmasked": "∂x̂₀/∂x_t (unmasked)"}
+LABELS = {PAPER_ROW: "paper's LOCO (as published: λ per part)", "loco": "LOCO (masked J + nullspace proj.)",
+          "no_projection": "masked J, no projection (r' = 0)", "eps_unmasked": "∂ε/∂x_t (unmasked, G.2)",
+          "pmp_unmasked": "∂x̂₀/∂x_t (unmasked)", "loco_band": "LOCO + 2 px guard band (ours)",
+          "loco_sampler": "LOCO + sampler nullspace (ours)", "loco_band_sampler": "LOCO + band + sampler (ours)",
+          UPPER_ROW: "upper bound: true single-factor edits"}
 
 
 def markdown(res: dict) -> str:
-    head = ("| method | local-edit success ↑ | transfer success ↑ | transfer, main factor ↑ | leakage (median) ↓ | "
-            "leakage (mean) ↓ | SSIM outside ↑ | learning time (s) | transfer time (s) |\n|---|---|---|---|---|---|---|---|---|")
-    rows = [f"| {LABELS[m]} | {v['local_success']:.2f} | {v['transfer_success']:.2f} | {v['transfer_main_success']:.2f} | "
+    head = ("| method | local-edit success ↑ | transfer success ↑ | transfer, same parts + main factor ↑ | "
+            "transfer, main factor ↑ | leakage (median) ↓ | "
+            "leakage (mean) ↓ | SSIM outside ↑ | learning time (s) | transfer time (s) |\n|---|---|---|---|---|---|---|---|---|---|")
+    rows = [f"| {LABELS.get(m, m)} | {v['local_success']:.2f} | {v['transfer_success']:.2f} | "
+            f"{v.get('transfer_part_success', float('nan')):.2f} | {v['transfer_main_success']:.2f} | "
             f"{v['leakage_median']:.3f} | {v['leakage_mean']:.3f} | {v['ssim_outside']:.3f} | {v['learning_s']:.1f} | "
             f"{v['transfer_s']:.1f} |" for m, v in res["table"].items()]
     part_head = "| method | " + " | ".join(PARTS) + " |\n|---|" + "---|" * len(PARTS)
 
     def part_rows(key, fmt):
-        return "\n".join(f"| {LABELS[m]} | " + " | ".join(fmt.format(v["per_part"][p][key]) for p in PARTS) + " |"
+        return "\n".join(f"| {LABELS.get(m, m)} | " + " | ".join(fmt.format(v["per_part"][p][key]) for p in PARTS) + " |"
                          for m, v in res["table"].items())
 
     sweep = "\n".join(f"| {r['strength']:g} | {r.get('part', 'all')} | {r['visible']:.2f} | {r['local_success']:.2f} | {r['n']} |"
@@ -301,7 +399,7 @@ def markdown(res: dict) -> str:
     th = " · ".join(f"{k} {v:g}" for k, v in res["thresholds"].items())
     noise = " · ".join(f"{k} {v:g}" for k, v in res["estimator_noise_q95"].items())
     acc = " · ".join(f"{k} {v:g}" for k, v in res["estimator_accuracy_on_reconstructions"].items())
-    sens = "\n".join(f"| {LABELS[m]} | " + " | ".join(
+    sens = "\n".join(f"| {LABELS.get(m, m)} | " + " | ".join(
         f"{res['sensitivity'][k][m]['local_success']:.2f} / {res['sensitivity'][k][m]['transfer_success']:.2f} / "
         f"{res['sensitivity'][k][m]['transfer_main_success']:.2f}"
         for k in res["sensitivity"]) + " |" for m in res["table"])
@@ -312,7 +410,8 @@ def markdown(res: dict) -> str:
 Model `{res['model']}` ({res['size']}×{res['size']}), edit time t = {res['t']:.3f} (DDIM grid), {lam_text},
 {res['images']} generated faces × every part mask ({n_edit} edits per method, {n_tr} transfers per method:
 each direction to {res['transfers_per_direction']} other faces at ±λ), k = 0, r = {res['r']}, r' = {res['r_null']}
-(LOCO), power method tol {res['power_method']['tol']:g} / ≤ {res['power_method']['max_iter']} iterations.
+(LOCO), power method tol {res['power_method']['tol']:g} / ≤ {res['power_method']['max_iter']} iterations;
+step 9 (and the λ = 0 reference) sampled with {('the paper' + chr(39) + 's 100-step DDIM grid') if not res.get('sample_steps') else str(res['sample_steps']) + ' DDIM steps from t (levels of the paper' + chr(39) + 's grid)'}.
 Wall time {res['wall_s'] / 60:.1f} min on {res['threads']} CPU thread(s) (shared machine).
 Produced by `python benchmarks/bench_loco_table.py` (protocol in its docstring).
 
@@ -347,6 +446,11 @@ Transfer success (same factors changed, same signs):
 
 {part_head}
 {part_rows('transfer_success', '{:.2f}')}
+
+Transfer, same parts + main factor (the same parts change, and the source edit's main factor the same way):
+
+{part_head}
+{part_rows('transfer_part_success', '{:.2f}')}
 
 Transfer, main factor (the source edit's main factor changes the same way):
 
@@ -386,7 +490,15 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--transfers", type=int, default=3)
     p.add_argument("--calib", type=int, default=4, help="calibration faces (thresholds; λ sweep uses 2)")
-    p.add_argument("--strength", default="auto", help="λ, or 'auto' for the sweep")
+    p.add_argument("--strength", default="target",
+                   help="λ of every row but the paper's: 'target' (per direction, for --target), 'sweep' (per part), or a number")
+    p.add_argument("--target", type=float, default=TARGET_CHANGE, help="the main-factor change λ-by-target aims at")
+    p.add_argument("--grid-points", type=int, default=6, help="points of the λ-by-target sweep")
+    p.add_argument("--partial", default=None, metavar="JSON",
+                   help="after each face, write the records so far here (atomically), for --rescore if the run is cut short")
+    p.add_argument("--sample-steps", type=int, default=None,
+                   help="DDIM steps of step 9 from t (default: the paper's 100-step grid, t·100 steps); fewer is faster")
+    p.add_argument("--true-delta", type=float, default=0.2, help="factor change of the upper bound's true edits")
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument("--max-iter", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
@@ -400,6 +512,21 @@ def main(argv=None) -> int:
         res = summarize(json.loads(src.read_text()))
         out = Path(a.out) if a.out else src.with_suffix(".md")
         return _write(res, out)
+    if a.strength not in ("target", "sweep"):
+        try:
+            ok = float(a.strength) > 0 and float(a.strength) < float("inf")
+        except ValueError:
+            ok = False
+        if not ok:
+            p.error(f"--strength must be 'target', 'sweep' or a positive number; got {a.strength!r}")
+    if not a.target > 0:
+        p.error(f"--target (the main-factor change λ-by-target aims at) must be positive; got {a.target}")
+    if not 0 < a.true_delta < 1:
+        p.error(f"--true-delta must lie in (0, 1) factor units; got {a.true_delta}")
+    if a.sample_steps is not None and a.sample_steps < 1:
+        p.error(f"--sample-steps must be a positive number of DDIM steps; got {a.sample_steps}")
+    if a.grid_points < 2:
+        p.error(f"--grid-points must be at least 2; got {a.grid_points}")
     if a.quick:
         a.images, a.transfers, a.calib, a.max_iter = 3, 2, 2, 10
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / ("loco_table_quick.md" if a.quick else "loco_table.md")

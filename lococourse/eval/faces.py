@@ -76,6 +76,7 @@ class FaceSet:
     alpha_bar: float  # ᾱ at t
     recon: torch.Tensor  # (n, 3, S, S) DDIM(x_t, 0): the λ = 0 reference of every edit
     recon_fit: FactorFit | None  # estimated factors of the reconstructions
+    sample_steps: int | None = None  # DDIM steps of step 9 (None: the paper's 100-step grid, t·100 steps from t)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -89,16 +90,19 @@ def model_size(model) -> int:
     return shape[1]
 
 
-def sample_edits(model, x: torch.Tensor, t: float, batch: int = 128) -> torch.Tensor:
-    """DDIM(x, 0) from the grid time t for a batch of (edited) x_t, in chunks of ``batch``: Algorithm 1 step 9."""
+def sample_edits(model, x: torch.Tensor, t: float, batch: int = 128, steps: int | None = None) -> torch.Tensor:
+    """DDIM(x, 0) from the grid time t for a batch of (edited) x_t, in chunks of ``batch``: Algorithm 1 step 9.
 
+    ``steps``: None samples on the paper's 100-step grid (t·100 steps from t); a number samples in that many
+    steps on levels of the same grid (:meth:`~lococourse.models.ddim.DDIMGrid.subgrid`: same start, coarser)."""
+    grid = ddim_grid() if steps is None else ddim_grid().subgrid(t, steps)
     eps = model.eps_model()
     with torch.no_grad():
-        return torch.cat([ddim_sample(eps, x[i:i + batch], t, 0.0) for i in range(0, len(x), batch)])
+        return torch.cat([ddim_sample(eps, x[i:i + batch], t, 0.0, grid=grid) for i in range(0, len(x), batch)])
 
 
 def prepare_faces(model, seeds: Sequence[int], t: float = 0.6, *, estimate: bool = True,
-                  config: EstimatorConfig | None = None) -> FaceSet:
+                  config: EstimatorConfig | None = None, sample_steps: int | None = None) -> FaceSet:
     """Faces for ``seeds``, their ground truth, x_t = DDIM-Inv(x₀, t) (Algorithm 1 step 3), and the
     reconstructions DDIM(x_t, 0) with their estimated factors (the reference of every edit)."""
 
@@ -113,9 +117,9 @@ def prepare_faces(model, seeds: Sequence[int], t: float = 0.6, *, estimate: bool
     x_t, t_grid = invert(model, x0, t)
     grid = ddim_grid()
     alpha_bar = float(grid.alpha_bar[grid.index(t_grid)])
-    recon = sample_edits(model, x_t, t_grid)
+    recon = sample_edits(model, x_t, t_grid, steps=sample_steps)
     fit = estimate_factors(recon, config) if estimate else None
-    return FaceSet(seeds, x0, masks, factors, x_t, t_grid, alpha_bar, recon, fit)
+    return FaceSet(seeds, x0, masks, factors, x_t, t_grid, alpha_bar, recon, fit, sample_steps)
 
 
 #: The ways of finding an editing direction compared in the benchmark (Table 1 and Appendix G.2).
@@ -277,7 +281,7 @@ def apply_face_edit(model, faces: FaceSet, direction, strength: float, *, i: int
     lam = check_strength(strength)
     part, method = direction.extra.get("part"), direction.extra.get("method", "loco")
     th = resolve_thresholds(thresholds, model)
-    edited = sample_edits(model, (faces.x_t[i] + lam * direction.v).unsqueeze(0), faces.t)[0]
+    edited = sample_edits(model, (faces.x_t[i] + lam * direction.v).unsqueeze(0), faces.t, steps=faces.sample_steps)[0]
     ch = factor_changes(faces.recon[i], edited, config, reference=fit_row(faces, i))
     mask = faces.masks[part][i]
     names = [n for n, c in zip(FACTOR_NAMES, changed(ch, th).tolist()) if c]
@@ -318,7 +322,7 @@ def target_strengths(model, faces: FaceSet, i: int, directions: dict, grid: Sequ
     if not keys:
         return {}
     xs = torch.stack([faces.x_t[i] + lam * directions[k].v for k in keys for lam in lams])
-    out = sample_edits(model, xs, faces.t)
+    out = sample_edits(model, xs, faces.t, steps=faces.sample_steps)
     ch = factor_changes(faces.recon[[i] * len(xs)], out, config, reference=fit_row(faces, [i] * len(xs)))
     resp = {}
     for a, k in enumerate(keys):
@@ -352,12 +356,13 @@ def true_factor_edits(model, faces: FaceSet, i: int, part: str, delta: float = 0
                 meta.append((name, s * delta))
     if not rows:
         return torch.empty(0, *faces.x0.shape[1:]), []
-    return resample_factors(model, faces.t, torch.stack(rows)), meta
+    return resample_factors(model, faces.t, torch.stack(rows), faces.sample_steps), meta
 
 
-def resample_factors(model, t: float, theta: torch.Tensor) -> torch.Tensor:
-    """Render factors θ (m, 9), DDIM-invert the faces to t and resample them: (m, 3, S, S)."""
+def resample_factors(model, t: float, theta: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    """Render factors θ (m, 9), DDIM-invert the faces to t (the paper's grid) and resample them (``steps`` as in
+    :func:`sample_edits`): (m, 3, S, S)."""
     size = model_size(model)
     imgs = render_faces(theta_dict(theta), size=size).images.float()
     x_t, t_grid = invert(model, imgs, t)
-    return sample_edits(model, x_t, t_grid)
+    return sample_edits(model, x_t, t_grid, steps=steps)

@@ -71,7 +71,7 @@ from lococourse.jacobian.subspace import project_out
 # ---------------------------------------------------------------------------------------- properties (notebook 07)
 def _edits(model, faces: FaceSet, rows: Sequence[int], xs: Sequence[torch.Tensor], config=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample edited x_t's of faces ``rows`` and estimate their factor changes against their reconstructions."""
-    out = sample_edits(model, torch.stack(list(xs)), faces.t)
+    out = sample_edits(model, torch.stack(list(xs)), faces.t, steps=faces.sample_steps)
     ch = factor_changes(faces.recon[list(rows)], out, config, reference=fit_row(faces, list(rows)))
     return out, ch
 
