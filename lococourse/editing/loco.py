@@ -28,6 +28,7 @@ __all__ = ["find_direction", "complement_basis", "linearize", "invert", "apply_d
            "EditResult"]
 
 JACOBIANS = ("pmp", "eps")
+NULLSPACES = ("pmp", "sampler")
 SELECT = ("index", "mask_energy")
 
 
@@ -82,17 +83,16 @@ def outside(mask: torch.Tensor, band: int = 0) -> torch.Tensor:
 
 
 def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, band: int = 0, seed: int = 0,
-                     tol: float = 1e-4, max_iter: int = 50, eps: bool = False) -> tuple[torch.Tensor | None, float]:
-    """Step 5: V̄ (d × r'), the top-r' right singular vectors of ∇P_{Ω^c} g (power seed ``seed + 1``); None for r' = 0.
+                     tol: float = 1e-4, max_iter: int = 50, eps: bool = False) -> tuple[TopSVD | None, float]:
+    """Step 5: the top-r' SVD of ∇P_{Ω^c} g (power seed ``seed + 1``), whose ``V`` is V̄ (d × r'); None for r' = 0.
 
     g is the map ``views`` linearises (the PMP f in Algorithm 1; the sampler with ``nullspace="sampler"``); ``mask``
     is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`).
-    Returns (V̄, seconds of the power method).
+    Returns (the TopSVD, seconds of the power method).
     """
     if r_null == 0:
         return None, 0.0
-    top, s = _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter)
-    return top.V, s
+    return _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter)
 
 
 def sampler_map(model: DiffusionModel, t: float, steps: int = 12) -> PMP:
@@ -173,16 +173,18 @@ def find_direction(
             raise ValueError(f"nullspace_map's output shape {null_views.base.shape_out} differs from the PMP's "
                              f"{base.shape_out}; the mask Ω must apply to both")
     outside(mask_full, band)  # refuse a band that leaves no complement, even for r' = 0
-    Vbar, s_null = complement_basis(null_views, mask_full, r_null, band=band, seed=seed, tol=tol, max_iter=max_iter,
+    null, s_null = complement_basis(null_views, mask_full, r_null, band=band, seed=seed, tol=tol, max_iter=max_iter,
                                     eps=eps and nullspace_map is None)
-    v = project_out(v, Vbar)
+    v = project_out(v, None if null is None else null.V)
     # Step 8.
     n = torch.linalg.norm(v)
     if not n > 0:
         raise ValueError("the projected direction is zero: v lies in span(V̄); use a smaller r' or another index")
     v = (v / n).reshape(base.shape_in)
     t = getattr(views, "t", None)
-    info = {"converged": bool(top.converged), "n_iter": int(top.n_iter), "band": band,
+    # a power method that stopped at max_iter without meeting its tolerance says so here (and in the saved Direction)
+    info = {"converged": bool(top.converged) and (null is None or bool(null.converged)), "n_iter": int(top.n_iter),
+            "n_iter_null": 0 if null is None else int(null.n_iter), "band": band,
             "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"), **(extra or {})}
     seconds = views.seconds + s_top + s_lin + s_null
     return Direction(v.detach(), float("nan") if t is None else float(t), torch.as_tensor(mask).cpu().clone(), k, r,
@@ -248,7 +250,8 @@ class EditResult:
 def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: float, *, index: int = 0,
               strengths: Sequence[float] = (-6.0, 6.0), r: int = 5, r_null: int = 5, seed: int = 0,
               tol: float = 1e-4, max_iter: int = 50, masked_jacobian: bool = True,
-              progress: Callable[[str], None] | None = None, num_steps: int = 100) -> EditResult:
+              progress: Callable[[str], None] | None = None, num_steps: int = 100, band: int = 0,
+              nullspace: str = "pmp", sampler_steps: int = 12) -> EditResult:
     """Unsupervised LOCO Edit, Algorithm 1 of Chen et al. (2024), end to end.
 
       3. x_t ← DDIM-Inv(x₀, t)
@@ -256,7 +259,12 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
       9. x₀' ← DDIM(x_t + λ v_p, 0) for each λ in ``strengths`` (one batch, with λ = 0 as reference)
 
     ``num_steps``: the DDIM grid of steps 3 and 9 (the paper's 100; fewer for real-size models on a CPU).
+    ``band`` and ``nullspace`` ("pmp", the paper's; "sampler": the whole sampler x_t ↦ DDIM(x_t, 0) in
+    ``sampler_steps`` steps, :func:`sampler_map`) are the options of :func:`find_direction` beyond the paper.
     """
+    if nullspace not in NULLSPACES:
+        raise ValueError(f"nullspace must be one of {NULLSPACES}; got {nullspace!r}")
+    outside(torch.as_tensor(mask), band)  # a bad band fails before any model work
     check_finite(x0, "x0")
     for lam in strengths:
         check_strength(lam)
@@ -265,8 +273,10 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
     x_t, t_grid = invert(model, x0, t, num_steps=num_steps)  # Step 3.
     say(f"finding the direction at t = {t_grid:.3f}: top-{r} of the masked Jacobian, top-{r_null} of its complement "
         "projected out (steps 4–8)")
+    null_map = sampler_map(model, t_grid, sampler_steps) if nullspace == "sampler" else None
     direction = find_direction(model.pmp(t_grid), x_t, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol,
-                               max_iter=max_iter, model=model_name(model), masked_jacobian=masked_jacobian)
+                               max_iter=max_iter, model=model_name(model), masked_jacobian=masked_jacobian, band=band,
+                               nullspace_map=null_map)
     direction.t = t_grid
     lams = [0.0, *[float(s) for s in strengths]]
     say(f"direction found in {direction.seconds:.1f} s (σ_k = {direction.sigma:.4f}); sampling the edit (step 9)")
@@ -292,7 +302,7 @@ def transfer(model: DiffusionModel, direction: Direction, x0: torch.Tensor, stre
     if reproject and direction.r_null > 0:
         views = linearize(model.pmp(t_grid), x_t)
         mask_full = check_mask(direction.mask, views.base.shape_out)
-        Vbar, _ = complement_basis(views, mask_full, direction.r_null, seed=seed)
+        Vbar = complement_basis(views, mask_full, direction.r_null, seed=seed)[0].V
         v = project_out(direction.v.reshape(-1).to(Vbar.dtype), Vbar)
         used = Direction(**{**asdict(direction), "v": (v / v.norm()).reshape(direction.shape), "t": t_grid})
     lams = [0.0, *[float(s) for s in strengths]]

@@ -114,8 +114,9 @@ def text_direction(f_o, f_e, x_t: torch.Tensor, mask: torch.Tensor, *, r_null: i
         raise ValueError("f^e(x_t) − f^o(x_t) is zero inside Ω: the edit prompt changes nothing there "
                          "(same prompt as the source, or m = 0?)")
     v_raw = vjp(f_e, x, d.unsqueeze(0))[0]  # one VJP: J_eᵀ d
-    Vbar, _ = complement_basis(linearize(f_o, x, chunk=chunk, forward_mode=forward_mode), mask, r_null, seed=seed,
+    null, _ = complement_basis(linearize(f_o, x, chunk=chunk, forward_mode=forward_mode), mask, r_null, seed=seed,
                                tol=tol, max_iter=max_iter)
+    Vbar = None if null is None else null.V
     v = project_out(v_raw.reshape(-1), Vbar)
     n = torch.linalg.norm(v)
     if not n > 0:

@@ -243,7 +243,8 @@ def r_null_study(model, seed: int, part: str, r_nulls: Sequence[int] = (0, 1, 5,
     views = linearize(model.pmp(faces.t), faces.x_t[0])
     v = find_direction(views, None, mask, index=index, r=r, r_null=0, tol=1e-3, max_iter=max_iter).v.reshape(-1)
     mask_full = check_mask(mask, views.base.shape_out)
-    Vb, _ = complement_basis(views, mask_full, max(int(x) for x in r_nulls), tol=1e-3, max_iter=max_iter)
+    null, _ = complement_basis(views, mask_full, max(int(x) for x in r_nulls), tol=1e-3, max_iter=max_iter)
+    Vb = None if null is None else null.V
     xs = []
     for rn in r_nulls:
         vp = project_out(v, Vb[:, :rn] if rn else None)

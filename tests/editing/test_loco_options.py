@@ -124,3 +124,27 @@ def test_bad_options_are_clear_errors():
         ddim_map(MoLRG.random((1, 4, 4), [2], seed=0).eps_model(), 0.6, grid=shifted)
     with pytest.raises(ValueError, match="steps"):
         ddim_grid().subgrid(0.6, 0)
+
+
+def test_loco_edit_runs_the_options_end_to_end_and_records_them():
+    from lococourse.editing.loco import loco_edit
+
+    model = MoLRG.random((1, 8, 8), [3, 5], seed=0)
+    x0 = model.sample(1, torch.Generator().manual_seed(0))[0][0]
+    m = torch.zeros(8, 8, dtype=torch.bool)
+    m[2:5, 1:6] = True
+    res = loco_edit(model, x0, m, 0.5, strengths=[1.0], r=2, r_null=2, band=1, nullspace="sampler", sampler_steps=4,
+                    max_iter=200, tol=1e-6)
+    d = res.direction
+    assert d.extra["band"] == 1 and d.extra["nullspace"] == "sampler:4" and isinstance(d.extra["converged"], bool)
+    assert res.edited.shape == (1, 1, 8, 8) and d.v.norm().item() == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match="nullspace must be one of"):
+        loco_edit(model, x0, m, 0.5, nullspace="h-space")
+    with pytest.raises(ValueError, match="band = 9 px"):
+        loco_edit(model, x0, m, 0.5, band=9)
+
+
+def test_a_power_method_that_stops_early_says_so():
+    A = _A(0)
+    d = find_direction(LinearMap(A), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=5, r_null=5, tol=1e-14, max_iter=1)
+    assert d.extra["converged"] is False and d.extra["n_iter"] == 1 and d.extra["n_iter_null"] == 1
