@@ -31,7 +31,9 @@ REQUIRED_COURSE_MODELS = ("faces16", "faces32", "molrg_d48", "molrg_d192")
 WIDGET_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 HUB_TIMEOUT_S = 2.0
 
-_REINSTALL = 'pip install "torch==2.13.0" -e ".[dev]"  (from the repository root; drop the pin on a GPU machine)'
+#: The README's install line (CPU torch from PyTorch's CPU index; on a GPU machine leave out --extra-index-url).
+INSTALL = 'pip install "torch==2.13.0" -e ".[dev]" --extra-index-url https://download.pytorch.org/whl/cpu'
+_REINSTALL = f"{INSTALL}  (from the repository root; on a GPU machine leave out --extra-index-url …)"
 
 
 @dataclass
@@ -135,7 +137,7 @@ def _check_hub() -> Check:
                   "Unset it (`unset HF_HUB_OFFLINE`) to download them; the course models need no network.")
     else:
         advice = ("The course models need no network (fast mode). For the paper's checkpoints, connect this machine "
-                  "or download them elsewhere with `huggingface-cli download <repo>` and copy the Hugging Face cache "
+                  "or download them elsewhere with `hf download <repo>` (huggingface_hub's command line) and copy the Hugging Face cache "
                   "(~/.cache/huggingface) here.")
     return Check("hub", "info", f"not reachable: {why}", advice)
 
@@ -211,7 +213,8 @@ def _check_widgets() -> list[Check]:
 def collect() -> list[Check]:
     """All checks, in report order."""
     checks = [_check_python(),
-              _check_package("torch", "all computation", 'pip install "torch==2.13.0" (CPU) or a CUDA build from pytorch.org'),
+              _check_package("torch", "all computation", 'pip install "torch==2.13.0" --extra-index-url '
+                             "https://download.pytorch.org/whl/cpu (CPU), or without the index URL (CUDA build, Linux)"),
               _check_package("diffusers", "UNets, schedulers, hub checkpoints", "pip install diffusers"),
               _check_package("lococourse", "the course package", _REINSTALL)]
     gpu = _check_gpu()

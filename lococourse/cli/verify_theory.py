@@ -8,12 +8,16 @@ import sys
 import time
 from dataclasses import asdict
 
+from lococourse.cli.common import CLIError, check_seed_arg, integer
 from lococourse.theory import verify
+
+#: The most Monte Carlo samples per (t, instance): 10⁷ (50× the default) already takes minutes.
+MAX_MC_SAMPLES = 10_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random MoLRG instances and points (default 0)")
-    parser.add_argument("--mc-samples", type=int, default=200_000,
+    parser.add_argument("--seed", type=integer, default=0, help="seed of the random MoLRG instances and points (default 0)")
+    parser.add_argument("--mc-samples", type=integer, default=200_000,
                         help="Monte Carlo samples per (t, instance) for the Lemma 1 oracle (default 200000)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print how each value was measured")
@@ -32,10 +36,11 @@ def _fmt(v: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.mc_samples < verify.MIN_MC_SAMPLES:
-        print(f"lococourse verify-theory: --mc-samples must be at least {verify.MIN_MC_SAMPLES}; got {args.mc_samples}",
-              file=sys.stderr)
-        return 2
+    if not verify.MIN_MC_SAMPLES <= args.mc_samples <= MAX_MC_SAMPLES:
+        raise CLIError(f"--mc-samples {args.mc_samples} is out of range; --mc-samples must be at least "
+                       f"{verify.MIN_MC_SAMPLES} and at most {MAX_MC_SAMPLES} (the Monte Carlo oracle's run time grows "
+                       "with it)")
+    check_seed_arg(args.seed)
     t0 = time.perf_counter()
     claims = verify.verify_theory(seed=args.seed, mc_samples=args.mc_samples)
     seconds = time.perf_counter() - t0

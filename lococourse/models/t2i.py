@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lococourse.core.checks import check_device
 from lococourse.models.adapters import (
     Decoder,
     GuidedEps,
@@ -76,8 +77,9 @@ def _check_family(family) -> str:
 
 
 def check_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
-    """Half precision (fp16/bf16) is opt-in and CUDA-only; anything else runs in float32 (or float64)."""
-    device = torch.device(device)
+    """Half precision (fp16/bf16) is opt-in and CUDA-only; anything else runs in float32 (or float64).  The device
+    must exist here (``cuda`` on a machine without CUDA is refused at once, not by an AssertionError inside torch)."""
+    device = check_device(device)
     if dtype not in (torch.float32, torch.float64, *HALF):
         raise ValueError(f"dtype must be torch.float32, torch.float64, torch.float16 or torch.bfloat16; got {dtype}")
     if dtype in HALF and device.type != "cuda":

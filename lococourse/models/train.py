@@ -5,7 +5,8 @@ and a squared error on ε (or on v = √ᾱ ε − √(1−ᾱ) x₀, or on x₀
 of the weights is what gets saved and sampled.  Checkpoints are safetensors:
 
     out_dir/model/          the EMA UNet as a diffusers folder (config.json + safetensors): loadable
-                            by ``UNet2DModel.from_pretrained(out_dir / "model")``
+                            by ``UNet2DModel.from_pretrained(out_dir / "model")``; it says what it predicts
+                            (scheduler_config.json, and the weights' metadata: :func:`describe_model_folder`)
     out_dir/state.safetensors, out_dir/state.json    raw weights, EMA, Adam moments, step, losses (to resume)
 
 A run can be *extended*: ``train(cfg, …, extend=True)`` on a finished run whose config differs only in
@@ -25,9 +26,12 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from lococourse.core.checks import check_positive_int, check_real, check_seed
 from lococourse.core.schedule import SCHEDULE
+from lococourse.models.adapters import PREDICTION_TYPES
 
-__all__ = ["UNetConfig", "TrainConfig", "build_unet", "train", "diffusion_loss", "lr_at", "SCHEDULE_FIELDS"]
+__all__ = ["UNetConfig", "TrainConfig", "build_unet", "train", "diffusion_loss", "lr_at", "SCHEDULE_FIELDS",
+           "describe_model_folder", "PREDICTION_TYPE_KEY"]
 
 Sampler = Callable[[int, torch.Generator], torch.Tensor]  # (batch size, generator) -> x₀ of shape (B, C, H, W)
 
@@ -46,6 +50,25 @@ class UNetConfig:
     norm_num_groups: int = 8
     add_attention: bool = True  # the mid block's attention layer (diffusers' default)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse a configuration diffusers would reject later (or build wrongly), naming the field."""
+        for name in ("sample_size", "in_channels", "layers_per_block", "norm_num_groups"):
+            check_positive_int(getattr(self, name), f"UNetConfig.{name}")
+        chans = tuple(self.block_out_channels)
+        if not chans or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in chans):
+            raise ValueError(f"UNetConfig.block_out_channels must be positive integers; got {self.block_out_channels!r}")
+        for name in ("down_block_types", "up_block_types"):
+            if len(tuple(getattr(self, name))) != len(chans):
+                raise ValueError(f"UNetConfig.{name} must have one block per entry of block_out_channels "
+                                 f"({len(chans)}); got {len(tuple(getattr(self, name)))}")
+        bad = [c for c in chans if c % self.norm_num_groups]
+        if bad:
+            raise ValueError(f"UNetConfig.block_out_channels {chans} must be multiples of norm_num_groups = "
+                             f"{self.norm_num_groups}; {bad} are not")
+
 
 @dataclass
 class TrainConfig:
@@ -62,6 +85,34 @@ class TrainConfig:
     # 1 (the default) is the plain x₀ loss, which barely trains small t (x_t ≈ x₀ there, so the errors are
     # tiny); a larger cap moves towards the ε loss at small t (whose x₀ weight is SNR) and keeps large t as is.
     snr_weight_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse a configuration that would train nothing or train wrongly, naming the field and what is allowed
+        (called on construction and again by :func:`train`, so a field changed afterwards is checked too)."""
+        if not isinstance(self.unet, UNetConfig):
+            raise TypeError(f"TrainConfig.unet must be a UNetConfig; got {type(self.unet).__name__}")
+        self.unet.validate()
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"TrainConfig.prediction_type must be one of {', '.join(PREDICTION_TYPES)}; "
+                             f"got {self.prediction_type!r}")
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            check_positive_int(getattr(self, name), f"TrainConfig.{name}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"TrainConfig.warmup must be an integer ≥ 0 (steps of linear warm-up); got {self.warmup!r}")
+        check_real(self.lr, "TrainConfig.lr", low=0.0, low_open=True)
+        check_real(self.ema_decay, "TrainConfig.ema_decay", low=0.0, high=1.0, high_open=True)
+        check_seed(self.seed, "TrainConfig.seed")
+        check_real(self.snr_weight_max, "TrainConfig.snr_weight_max", low=1.0)
+        if self.snr_weight_max != 1.0 and self.prediction_type != "sample":
+            raise ValueError(f"TrainConfig.snr_weight_max applies to prediction_type 'sample' only; got "
+                             f"snr_weight_max = {self.snr_weight_max} with {self.prediction_type!r}")
+
+
+#: The safetensors metadata key of the saved model's weights that records what it predicts (read by the registry).
+PREDICTION_TYPE_KEY = "lococourse_prediction_type"
 
 
 def build_unet(cfg: UNetConfig, seed: int = 0):
@@ -123,6 +174,20 @@ def _with_defaults(saved: dict) -> dict:
     return full
 
 
+def describe_model_folder(folder: str | Path, prediction_type: str) -> None:
+    """Make a saved diffusers UNet folder say what it predicts, in the two places loaders look: the weights'
+    safetensors metadata (:data:`PREDICTION_TYPE_KEY`, so a copied weights file still says it) and a diffusers
+    ``scheduler_config.json`` of the paper's schedule (linear β from 1e-4 to 0.02, T = 1000)."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}; got {prediction_type!r}")
+    folder = Path(folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    save_file(load_file(weights), weights, metadata={"format": "pt", PREDICTION_TYPE_KEY: prediction_type})
+    sched = {"_class_name": "DDPMScheduler", "num_train_timesteps": SCHEDULE.num_steps, "beta_start": SCHEDULE.beta_start,
+             "beta_end": SCHEDULE.beta_end, "beta_schedule": "linear", "prediction_type": prediction_type}
+    (folder / "scheduler_config.json").write_text(json.dumps(sched, indent=2))
+
+
 def lr_at(s: int, segments: list) -> float:
     """Learning rate at step ``s``: the segment holding ``s`` warms up linearly to its peak lr, then decays
     by a cosine to 10 % of it at the segment's end."""
@@ -143,6 +208,14 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
     split into several shorter ones.  With ``extend=True`` a *finished* run whose config differs only in
     :data:`SCHEDULE_FIELDS` continues to ``cfg.steps`` in a new learning-rate segment (see module doc).
     """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
+    cfg.validate()  # again: a field may have been changed after construction (cfg.steps = -5)
+    if time_limit_s is not None:
+        check_real(time_limit_s, "time_limit_s", low=0.0, low_open=True)
+    check_positive_int(log_every, "log_every")
+    if not callable(sampler):
+        raise TypeError(f"sampler must be a callable (batch size, generator) -> x₀; got {type(sampler).__name__}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unet = build_unet(cfg.unet, cfg.seed)
@@ -192,6 +265,7 @@ def train(cfg: TrainConfig, sampler: Sampler, out_dir: str | Path, *, time_limit
         tensors["generator"] = gen.get_state()
         save_file(tensors, out / "state.safetensors")
         ema.save_pretrained(out / "model", safe_serialization=True)
+        describe_model_folder(out / "model", cfg.prediction_type)
         state_json.write_text(json.dumps({"config": asdict(cfg), "step": step, "losses": losses, "segments": segments,
                                           "wall_s": wall0 + time.time() - t_start}))
 

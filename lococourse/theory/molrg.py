@@ -161,10 +161,23 @@ class MoLRG:
         return lw[0] if single else lw
 
     def _log_weights(self, x: torch.Tensor, t, rule: Rule = "bayes") -> torch.Tensor:
-        """log w_k for flat x of shape (B, d)."""
+        """log w_k for flat x of shape (B, d).
+
+        ‖M_kᵀx‖² overflows float64 once |x| ≳ 1e154 (and c‖M_kᵀx‖² sooner at small t), which made the
+        softmax NaN.  So x is scaled by s = max|x| (a constant for autograd: the logits are exactly
+        c s² ‖M_kᵀ(x/s)‖²/2, whatever s), and only the differences to the largest logit are formed:
+        c s² (p_k − max_j p_j)/2 ≤ 0, which may round to −∞ (weight 0) but never to NaN; where even c s²
+        overflows, the weights are the limit: one-hot on the largest ‖M_kᵀx‖ (shared on exact ties).
+        """
         c = self.schedule.snr(t)  # ᾱ/(1−ᾱ)
-        proj_sq = torch.stack([((x @ m) ** 2).sum(-1) for m in self.bases], dim=-1)  # (B, K): ‖M_kᵀ x‖²
-        logits = 0.5 * c * proj_sq
+        s = x.detach().abs().amax(-1, keepdim=True).clamp_min(torch.finfo(_DT).tiny)  # (B, 1)
+        xs = x / s
+        proj_sq = torch.stack([((xs @ m) ** 2).sum(-1) for m in self.bases], dim=-1)  # (B, K): ‖M_kᵀ x/s‖²
+        gap = proj_sq - proj_sq.max(-1, keepdim=True).values.detach()  # ≤ 0; exactly 0 at the largest
+        scale = 0.5 * c * s ** 2  # (B, 1), inf only for |x| ≳ 1e154: then the weights are one-hot
+        finite = torch.isfinite(scale)
+        one_hot = torch.where(gap == 0, torch.zeros_like(gap), torch.full_like(gap, -math.inf))
+        logits = torch.where(finite, gap * torch.where(finite, scale, torch.zeros_like(scale)), one_hot)
         if rule == "bayes":
             ranks = torch.tensor(self.ranks, dtype=_DT)
             logits = logits + self.weights.log() + 0.5 * ranks * torch.log(self.schedule.one_minus_alpha_bar(t))
@@ -177,7 +190,8 @@ class MoLRG:
         check_t(t)
         x, single = self._flat(x_t)
         w = self._log_weights(x, t, rule).exp()  # (B, K)
-        mean = sum(w[:, k:k + 1] * ((x @ m) @ m.T) for k, m in enumerate(self.bases))
+        s = x.detach().abs().amax(-1, keepdim=True).clamp_min(torch.finfo(_DT).tiny)  # as in _log_weights: no overflow
+        mean = sum(w[:, k:k + 1] * (((x / s) @ m) @ m.T) for k, m in enumerate(self.bases)) * s
         return self._unflat(self.schedule.sqrt_alpha_bar(t) * mean, single)
 
     def log_density(self, x_t: torch.Tensor, t) -> torch.Tensor:

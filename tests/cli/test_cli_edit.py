@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lococourse.cli.edit import FACES_GENERATOR, read_png
+from lococourse.cli.common import read_png
+from lococourse.cli.edit import FACES_GENERATOR
 from lococourse.cli.main import main
 from lococourse.data.faces import sample_faces
 from lococourse.editing.direction import Direction
@@ -148,7 +149,7 @@ def test_non_faces_model_has_no_named_masks(tmp_path, capsys):
     m = _tiny_model(tmp_path / "plain", faces=False)
     rc, err = _err(capsys, ["edit", "--model", str(m), "--seed", "0", "--mask", "eyes", "--strength", "1",
                             "--out", str(tmp_path / "p.png"), *FAST])
-    assert rc == 2 and "none for this model" in err
+    assert rc == 2 and "has no parts" in err and "'eyes'" in err
     assert main(["edit", "--model", str(m), "--seed", "0", "--mask", "0,0,8,8", "--strength", "1", "--r", "2",
                  "--r-null", "1", "--out", str(tmp_path / "p.png"), *FAST]) == 0
 
@@ -185,3 +186,171 @@ def test_cli_direction_transfers_with_the_same_effect_on_the_same_part(part, tmp
     assert torch.equal(moved[0], moved[1]), f"source {ch[0].tolist()} vs transfer {ch[1].tolist()}"
     signs = torch.sign(ch[:, idx])[:, moved[0]]
     assert torch.equal(signs[0], signs[1])
+
+
+# ---------------------------------------------------------------------------------------- nothing lost
+def _digests(*roots) -> dict:
+    """sha256 of every file under the given folders/files (an input that changes shows up here)."""
+    import hashlib
+    from pathlib import Path
+
+    out = {}
+    for root in roots:
+        root = Path(root)
+        for f in ([root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())):
+            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def _copy_model(models, tmp_path, name="copied"):
+    import shutil
+
+    dst = tmp_path / name
+    shutil.copytree(models["a"], dst)
+    return dst
+
+
+def test_out_inside_a_model_folder_never_replaces_its_weights(models, tmp_path, capsys):
+    """The issue's data-loss case: --out <model>/diffusion_pytorch_model.png would have written the direction over
+    the model's diffusion_pytorch_model.safetensors.  Refused before loading, with or without --overwrite."""
+    m = _copy_model(models, tmp_path)
+    before = _digests(m)
+    for extra in ([], ["--overwrite"]):
+        rc, err = _err(capsys, ["edit", "--model", str(m), "--seed", "3", "--mask", "hair", "--strength", "2",
+                                "--out", str(m / "diffusion_pytorch_model.png"), *FAST, *extra])
+        assert rc == 2 and "inside the model folder" in err and str(m) in err and "Traceback" not in err
+    # a sub-folder of a model folder, and the package's own model store, are refused too
+    rc, err = _err(capsys, ["edit", "--model", str(m), "--seed", "3", "--mask", "hair", "--strength", "2",
+                            "--out", str(m / "sub" / "x.png"), *FAST])
+    assert rc == 2 and "inside the model folder" in err
+    from lococourse.models.registry import ASSETS
+
+    rc, err = _err(capsys, ["edit", "--model", str(m), "--seed", "3", "--mask", "hair", "--strength", "2",
+                            "--out", str(ASSETS / "faces16" / "mine.png"), *FAST])
+    assert rc == 2 and "inside the model folder" in err
+    assert _digests(m) == before and not (m / "sub").exists() and not (ASSETS / "faces16" / "mine.png").exists()
+
+
+def test_out_equal_to_an_input_is_refused(models, edited, tmp_path, capsys):
+    import os
+    import shutil
+
+    img = tmp_path / "face.png"
+    shutil.copyfile(edited, img)
+    os.link(img, tmp_path / "hard.png")
+    os.symlink(img, tmp_path / "soft.png")
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.pad(np.full((4, 4), 255, np.uint8), 6)).save(mask)
+    before = _digests(tmp_path)
+    base = ["edit", "--model", str(models["a"]), "--image", str(img), "--strength", "2", *FAST]
+    for out, mask_arg, what in [(img, "4,4,12,12", "--image"), (tmp_path / "hard.png", "4,4,12,12", "--image"),
+                                (tmp_path / "soft.png", "4,4,12,12", "--image"), (mask, str(mask), "--mask")]:
+        for extra in ([], ["--overwrite"]):
+            rc, err = _err(capsys, [*base, "--mask", mask_arg, "--out", str(out), *extra])
+            assert rc == 2 and f"the input {what}" in err and "never overwrite an input" in err, err
+    # transfer: --out equal to its --image
+    rc, err = _err(capsys, ["transfer", "--direction", str(edited.with_suffix(".safetensors")), "--image", str(img),
+                            "--strength", "1", "--out", str(img), "--quiet", "--overwrite"])
+    assert rc == 2 and "the input --image" in err
+    assert _digests(tmp_path) == before
+
+
+def test_earlier_outputs_are_kept_unless_overwrite(models, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    argv = ["edit", "--model", str(models["a"]), "--seed", "3", "--mask", "hair", "--strength", "2", "--r", "2",
+            "--r-null", "1", "--out", str(out), *FAST]
+    assert main(argv) == 0
+    first = _digests(tmp_path)
+    assert set(first) == {str(out), str(out.with_suffix(".safetensors")), str(out.with_suffix(".json"))}
+    rc, err = _err(capsys, argv[:-len(FAST)] + ["--strength", "-2", *FAST])
+    assert rc == 2 and "already exists" in err and "--overwrite" in err
+    assert _digests(tmp_path) == first
+    # any one of the three existing is enough to refuse
+    out.unlink()
+    out.with_suffix(".safetensors").unlink()
+    rc, err = _err(capsys, argv)
+    assert rc == 2 and "x.json" in err and "already exists" in err
+    assert not out.exists()
+    # --overwrite replaces all three together
+    assert main(argv[:-len(FAST)] + ["--strength", "-2", "--overwrite", *FAST]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["extra"]["strength"] == -2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.png", "x.safetensors"]  # no temporary left
+
+
+def test_an_interrupt_leaves_no_output(models, tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the computation, or between writing the files: exit 130, and not one output (nor a temporary)."""
+    import lococourse.cli.edit as edit_mod
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    argv = ["edit", "--model", str(models["a"]), "--seed", "3", "--mask", "hair", "--strength", "2", "--r", "2",
+            "--r-null", "1", "--out", str(tmp_path / "sub" / "x.png"), *FAST]
+    monkeypatch.setattr(edit_mod, "loco_edit", interrupted)
+    rc, err = _err(capsys, argv)
+    assert rc == 130 and "interrupted" in err and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(Direction, "write_json", lambda self, path: interrupted())  # after the PNG and .safetensors
+    rc, err = _err(capsys, argv)
+    assert rc == 130 and list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_while_renaming_still_writes_every_output(tmp_path, monkeypatch, capsys):
+    """SIGINT arriving between two renames is held until all outputs are in place: all of them, not some."""
+    import os
+    import signal
+
+    import lococourse.cli.common as common
+
+    outs = common.Outputs([("--out", tmp_path / "a.png"), ("direction", tmp_path / "a.safetensors")])
+    for p in outs.paths:
+        outs.stage(p, lambda tmp, p=p: tmp.write_text(p.name))
+    real = os.replace
+    calls = []
+
+    def replace_and_interrupt(src, dst):
+        calls.append(dst)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered now, to the handler commit() installed
+        real(src, dst)
+
+    monkeypatch.setattr(common.os, "replace", replace_and_interrupt)
+    outs.commit()
+    assert (tmp_path / "a.png").read_text() == "a.png" and (tmp_path / "a.safetensors").read_text() == "a.safetensors"
+    assert "all of them were written" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_real_sigint_leaves_all_outputs_or_none(models, tmp_path):
+    """The installed command, interrupted by a real SIGINT while it works: exit 130 with no output, or (if it
+    had already finished) exit 0 with all three."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "x.png"
+    cmd = [sys.executable, "-m", "lococourse.cli", "edit", "--model", str(models["a"]), "--seed", "3", "--mask", "hair",
+           "--strength", "2", "--max-iter", "2000", "--tol", "1e-9", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "DDIM" in line or "Jacobian" in line or "power" in line:  # the computation has started
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    rc = proc.wait(timeout=120)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert (rc, files) in [(130, []), (0, ["x.json", "x.png", "x.safetensors"])], (rc, files, rest)
+    assert "Traceback" not in rest
+
+
+def test_unwritable_or_impossible_out_fails_before_loading(models, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("not a folder")
+    base = ["edit", "--model", str(models["a"]), "--seed", "3", "--mask", "hair", "--strength", "2", *FAST]
+    rc, err = _err(capsys, [*base, "--out", str(tmp_path / "file.txt" / "x.png")])
+    assert rc == 2 and "is a file, not a folder" in err
+    rc, err = _err(capsys, [*base, "--out", "/proc/lococourse-x.png"])  # a read-only file system, even for root
+    assert rc == 2 and "not writable" in err and "/proc" in err
+    rc, err = _err(capsys, [*base, "--out", str(tmp_path)])
+    assert rc == 2 and ".png" in err

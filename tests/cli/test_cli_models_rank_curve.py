@@ -167,21 +167,44 @@ def test_rank_curve_json_flag_prints_the_numbers(tiny_model, tmp_path, capsys):
     assert printed == json.loads((tmp_path / "rc.json").read_text())
 
 
-@pytest.mark.parametrize("args, err, match", [
-    (["--ts", "0.3,abc"], SystemExit, "comma-separated numbers"),
-    (["--ts", "0.3,1.5"], ValueError, "t must lie"),
-    (["--linearity-t", "0"], ValueError, "t must lie"),
-    (["--lambdas", "x"], SystemExit, "comma-separated numbers"),
+@pytest.mark.parametrize("args, names", [
+    (["--ts", "0.3,abc"], ["'abc' is not a number", "comma-separated numbers"]),
+    (["--ts", "0.3,1.5"], ["t = 1.5", "(0, 1]"]),
+    (["--ts", "0,0.5"], ["t = 0 ", "(0, 1]"]),
+    (["--ts", ""], ["--ts ''", "comma-separated numbers"]),
+    (["--ts", "0.5,0.501"], ["0.501", "more than once"]),
+    (["--linearity-t", "0"], ["--linearity-t 0", "(0, 1]"]),
+    (["--lambdas", "x"], ["'x' is not a number", "comma-separated numbers"]),
+    (["--lambdas", "nan,10"], ["nan is not finite", "finite number"]),
+    (["--n", "0"], ["--n 0", "1 … 64"]),
+    (["--seed", str(2 ** 64)], [str(2 ** 64), "2⁶⁴ − 1"]),
 ])
-def test_rank_curve_rejects_bad_arguments(tiny_model, tmp_path, args, err, match):
-    with pytest.raises(err, match=match):
-        cli.main(["rank-curve", "--model", str(tiny_model), "--out", str(tmp_path / "rc"), "--no-progress", *args])
-    assert not (tmp_path / "rc.json").exists()
+def test_rank_curve_rejects_bad_arguments(tiny_model, tmp_path, capsys, args, names):
+    """Every bad argument: exit 2, one line naming the value and what is allowed, no traceback, no output."""
+    rc = cli.main(["rank-curve", "--model", str(tiny_model), "--out", str(tmp_path / "rc"), "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("lococourse rank-curve: error: ") and "Traceback" not in err
+    for n in names:
+        assert n in err, err
+    assert not list(tmp_path.iterdir())
 
 
-def test_rank_curve_unknown_model_lists_the_names(tmp_path):
-    with pytest.raises(ValueError, match="unknown model 'nope'.*faces16"):
-        cli.main(["rank-curve", "--model", "nope", "--out", str(tmp_path / "rc"), "--no-progress"])
+def test_rank_curve_unknown_model_lists_the_names(tmp_path, capsys):
+    assert cli.main(["rank-curve", "--model", "nope", "--out", str(tmp_path / "rc"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and "faces16" in err and "Traceback" not in err
+
+
+def test_rank_curve_refuses_existing_outputs_unless_overwrite(tiny_model, tmp_path, capsys):
+    (tmp_path / "rc.csv").write_text("earlier")
+    argv = ["rank-curve", "--model", str(tiny_model), "--ts", "0.5", "--n", "1", "--lambdas", "0,5",
+            "--out", str(tmp_path / "rc"), "--no-progress"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "rc.csv" in err and "already exists" in err and "--overwrite" in err
+    assert (tmp_path / "rc.csv").read_text() == "earlier" and not (tmp_path / "rc.json").exists()
+    assert cli.main([*argv, "--overwrite"]) == 0
+    assert (tmp_path / "rc.csv").read_text().startswith("panel,") and (tmp_path / "rc.json").exists()
 
 
 def test_models_command_lists_the_local_course_models(capsys, monkeypatch):

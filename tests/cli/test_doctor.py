@@ -70,7 +70,7 @@ def test_gpu_found(monkeypatch):
 
 
 @pytest.mark.parametrize("why, phrase", [("HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE"),
-                                         ("huggingface.co is unreachable (timeout)", "huggingface-cli download")])
+                                         ("huggingface.co is unreachable (timeout)", "hf download")])
 def test_unreachable_hub_advice(monkeypatch, why, phrase):
     monkeypatch.setattr(doctor, "_hub_probe", lambda timeout=doctor.HUB_TIMEOUT_S: (False, why))
     c = _by_name(doctor.collect())["hub"]

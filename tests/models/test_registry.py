@@ -91,7 +91,7 @@ def test_missing_hub_model_fails_fast_offline(loader, name, offline):
     assert time.perf_counter() - t0 < 20, "a missing model must never hang"
     msg = str(e.value)
     assert name in msg and spec.source in msg and "HF_HUB_OFFLINE" in msg
-    assert f"huggingface-cli download {spec.source}" in msg  # says how to get it
+    assert f"hf download {spec.source}" in msg  # says how to get it
 
 
 def test_missing_hub_model_fails_fast_without_network(monkeypatch):
@@ -103,7 +103,7 @@ def test_missing_hub_model_fails_fast_without_network(monkeypatch):
     with pytest.raises(ModelNotAvailableError, match="unreachable") as e:
         registry.load_model("ddpm-celebahq-256")
     assert time.perf_counter() - t0 < 20, "a missing model must never hang"
-    assert "huggingface-cli download google/ddpm-ema-celebahq-256" in str(e.value)
+    assert "hf download google/ddpm-ema-celebahq-256" in str(e.value)
     ok, why = registry.availability(spec, probe_network=True)
     assert not ok and "unreachable" in why
 
@@ -121,10 +121,15 @@ def test_local_diffusers_folder_loads_by_path(tiny_unet, tmp_path):
     spec = registry.get_spec(str(tmp_path))
     assert spec.kind == "local" and spec.resolution == 8 and spec.channels == 3
     assert registry.availability(spec)[0]
-    m = registry.load_model(str(tmp_path))
-    assert m.shape == (3, 8, 8) and m.prediction_type == "epsilon"  # no scheduler config: ε
+    # a folder that does not say what its UNet predicts is refused, not read as ε (issue 11) ...
+    with pytest.raises(ValueError, match="does not say what its UNet predicts") as e:
+        registry.load_model(str(tmp_path))
+    assert str(tmp_path) in str(e.value) and "prediction_type" in str(e.value) and "sample" in str(e.value)
+    # ... and loads once the caller says it
+    m = registry.load_model(str(tmp_path), prediction_type="epsilon")
+    assert m.shape == (3, 8, 8) and m.prediction_type == "epsilon"
     for a, b in zip(m.unet.state_dict().values(), tiny_unet.state_dict().values()):
-        assert torch.equal(a, b)
+        assert torch.equal(a, b)  # stored weights, loaded: not recomputed
     # the PMP is eq. 2 with diffusers' noise table: x̂₀ = (x − √(1−ᾱ_k) ε_θ(x, k)) / √ᾱ_k, k = round(t·T) − 1
     from diffusers import DDPMScheduler
 
@@ -225,3 +230,139 @@ def test_rank_curve_refuses_bad_times_before_loading():
     with pytest.raises(ValueError, match="t must lie"):
         compute("faces16", [0.5], linearity_t=0.0)
     assert time.perf_counter() - t0 < 5
+
+
+# ---------------------------------------------------------------------------------------- integrity (issue 11)
+def _copy(name, dst):
+    import shutil
+
+    shutil.copytree(registry.get_spec(name).source, dst)
+    return dst
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_card_sha256_is_checked_before_loading(tmp_path):
+    """A flipped byte in a course model's weights: the card's weights_sha256 (written by its recipe) no longer
+    matches hashlib's digest of the file, and loading is refused naming the file, before any computation."""
+    m = _copy("molrg_d48", tmp_path / "m")
+    w = m / registry.WEIGHTS
+    card = json.loads((m / "card.json").read_text())
+    assert _sha(w) == card["weights_sha256"]  # the oracle: hashlib on the shipped file agrees with the card
+    data = bytearray(w.read_bytes())
+    data[-1000] ^= 0x01  # one bit in the tensor data: still a valid safetensors file, different weights
+    w.write_bytes(bytes(data))
+    with pytest.raises(registry.ModelIntegrityError, match="sha256") as e:
+        registry.load_model(str(m))
+    assert str(w) in str(e.value) and card["weights_sha256"][:16] in str(e.value)
+    w.write_bytes(bytes(data[: len(data) // 2]))  # truncated: caught by the size in the card
+    with pytest.raises(registry.ModelIntegrityError, match="bytes but its card says"):
+        registry.load_model(str(m))
+
+
+def test_unreadable_or_nonfinite_weights_are_named(tmp_path, tiny_unet):
+    folder = tmp_path / "f"
+    tiny_unet.save_pretrained(folder, safe_serialization=True)
+    w = folder / registry.WEIGHTS
+    torch.save(tiny_unet.state_dict(), w)  # a pickle under the safetensors name: never unpickled
+    with pytest.raises(ModelNotAvailableError) as e:
+        registry.load_model(str(folder), prediction_type="epsilon")
+    assert str(w) in str(e.value)
+    w.write_bytes(b"")
+    with pytest.raises(ModelNotAvailableError, match=str(w)):
+        registry.load_model(str(folder), prediction_type="epsilon")
+    from safetensors.torch import save_file
+
+    sd = {k: v.clone() for k, v in tiny_unet.state_dict().items()}
+    first = next(iter(sd))
+    sd[first].view(-1)[0] = float("nan")
+    save_file(sd, str(w))
+    with pytest.raises(registry.ModelIntegrityError, match="NaN or inf") as e:
+        registry.load_model(str(folder), prediction_type="epsilon")
+    assert first in str(e.value)
+
+
+def test_prediction_type_contradicting_the_card_or_not_allowed(tmp_path):
+    m = _copy("faces16", tmp_path / "m")
+    with pytest.raises(ValueError, match="contradicts its model card, which says 'sample'"):
+        registry.load_model(str(m), prediction_type="epsilon")
+    with pytest.raises(ValueError, match="not one of epsilon, v_prediction, sample"):
+        registry.load_model(str(m), prediction_type="x0")
+    card = json.loads((m / "card.json").read_text())
+    (m / "card.json").write_text(json.dumps({**card, "prediction_type": "eps"}))
+    with pytest.raises(ModelNotAvailableError, match="gives prediction_type 'eps'"):
+        registry.load_model(str(m))
+    (m / "card.json").write_text("{not json")
+    with pytest.raises(ModelNotAvailableError, match="card.json cannot be read"):
+        registry.load_model(str(m))
+
+
+def test_trained_folder_says_what_it_predicts_even_when_copied(tmp_path):
+    """train() writes the prediction type into the weights' metadata and a diffusers scheduler_config.json; a
+    folder holding only config.json + the weights (what a recipe exports) still loads as what it was trained as."""
+    import shutil
+
+    from safetensors import safe_open
+
+    from lococourse.models.train import PREDICTION_TYPE_KEY, TrainConfig, UNetConfig, train
+
+    unet = UNetConfig(sample_size=8, in_channels=1, block_out_channels=(8, 16), down_block_types=("DownBlock2D",) * 2,
+                      up_block_types=("UpBlock2D",) * 2, norm_num_groups=4)
+    cfg = TrainConfig(unet=unet, prediction_type="v_prediction", steps=1, batch_size=2, warmup=1, checkpoint_every=1)
+    train(cfg, lambda b, g: torch.rand(b, 1, 8, 8, generator=g) * 2 - 1, tmp_path / "run", log=lambda s: None)
+    folder = tmp_path / "run" / "model"
+    with safe_open(str(folder / registry.WEIGHTS), framework="pt") as fh:
+        assert fh.metadata()[PREDICTION_TYPE_KEY] == "v_prediction"
+    sched = json.loads((folder / "scheduler_config.json").read_text())
+    from diffusers import DDPMScheduler
+
+    s = DDPMScheduler.from_config(sched)  # a real diffusers scheduler config, of the paper's schedule
+    assert s.config.prediction_type == "v_prediction" and s.config.beta_end == pytest.approx(0.02)
+    assert registry.load_model(str(folder)).prediction_type == "v_prediction"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("config.json", registry.WEIGHTS):
+        shutil.copyfile(folder / f, bare / f)
+    assert registry.load_model(str(bare)).prediction_type == "v_prediction"
+
+
+def test_half_precision_and_missing_devices_fail_at_once(tmp_path):
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="torch.float16 is not supported by load_model"):
+        registry.load_model("faces16", torch.float16)
+    with pytest.raises(ValueError, match="bfloat16"):
+        registry.load_model("faces16", torch.bfloat16)
+    assert time.perf_counter() - t0 < 5  # refused before the weights are read
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device 'cuda' is not available here") as e:
+        registry.load_t2i("tiny-sd", device="cuda")
+    assert "cpu" in str(e.value) and torch.__version__ in str(e.value)
+    with pytest.raises(ValueError, match="opt-in on CUDA only"):
+        registry.load_t2i("tiny-sd", dtype=torch.float16)
+    with pytest.raises(ValueError, match="not a device torch knows"):
+        registry.load_t2i("tiny-sd", device="gpu")
+
+
+def test_t2i_names_and_shapes_known_before_loading():
+    with pytest.raises(ValueError, match="unknown text-to-image model 'tiny-xl'") as e:
+        registry.load_t2i("tiny-xl")
+    msg = str(e.value)
+    assert all(n in msg for n in ("tiny-sd", "tiny-if", "tiny-lcm", "sd-2.1-base")) and "faces16" not in msg
+    for name in ("tiny-sd", "tiny-if", "tiny-lcm"):  # the oracle: the built pipelines themselves
+        pipe = registry.load_t2i(name)
+        assert registry.t2i_image_shape(name) == tuple(pipe.image_shape)
+        assert registry.t2i_latent_shape(name) == tuple(pipe.latent_shape)
+    assert registry.t2i_image_shape("sd-2.1-base") == (3, 512, 512)
+    assert registry.t2i_latent_shape("sd-2.1-base") == (4, 64, 64)
+
+
+@pytest.mark.parametrize("bad, match", [("", "is empty"), ("   ", "is empty"), (__file__, "is a file, not a model folder")])
+def test_bad_model_names_are_named(bad, match):
+    with pytest.raises(ValueError, match=match) as e:
+        registry.get_spec(bad)
+    assert "faces16" in str(e.value)
