@@ -54,12 +54,13 @@ def linearize(f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None 
 
 
 def _top(views: JacobianViews, mask: torch.Tensor | None, eps: bool, k: int, seed: int, tol: float,
-         max_iter: int) -> tuple[TopSVD, float]:
-    """Top-k SVD of P_mask J (or P_mask ∂ε/∂x_t) by Algorithm 2, memoised on the linearisation; (result, seconds)."""
-    key = (None if mask is None else hash(mask.numpy().tobytes()), eps, k, seed, tol, max_iter)
+         max_iter: int, monitor=None, monitor_key=None) -> tuple[TopSVD, float]:
+    """Top-k SVD of P_mask J (or P_mask ∂ε/∂x_t) by Algorithm 2, memoised on the linearisation; (result, seconds).
+    ``monitor`` (with a hashable ``monitor_key`` naming it): the power method's stopping quantity."""
+    key = (None if mask is None else hash(mask.numpy().tobytes()), eps, k, seed, tol, max_iter, monitor_key)
     if key not in views.cache:
         t0 = time.perf_counter()
-        top = power_method(views.view(mask, eps=eps), k=k, seed=seed, tol=tol, max_iter=max_iter)
+        top = power_method(views.view(mask, eps=eps), k=k, seed=seed, tol=tol, max_iter=max_iter, monitor=monitor)
         views.cache[key] = (top, time.perf_counter() - t0)
     return views.cache[key]
 
@@ -83,16 +84,22 @@ def outside(mask: torch.Tensor, band: int = 0) -> torch.Tensor:
 
 
 def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, band: int = 0, seed: int = 0,
-                     tol: float = 1e-4, max_iter: int = 50, eps: bool = False) -> tuple[TopSVD | None, float]:
+                     tol: float = 1e-4, max_iter: int = 50, eps: bool = False,
+                     v: torch.Tensor | None = None) -> tuple[TopSVD | None, float]:
     """Step 5: the top-r' SVD of ∇P_{Ω^c} g (power seed ``seed + 1``), whose ``V`` is V̄ (d × r'); None for r' = 0.
 
     g is the map ``views`` linearises (the PMP f in Algorithm 1; the sampler with ``nullspace="sampler"``); ``mask``
     is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`).
-    Returns (the TopSVD, seconds of the power method).
+    With ``v`` (the direction of step 6, flat), the power method stops when v − V̄(V̄ᵀv) has settled (what step 7
+    needs) rather than span(V̄) (which has no gap at r' for some masks).  Returns (the TopSVD, seconds).
     """
     if r_null == 0:
         return None, 0.0
-    return _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter)
+    if v is None:
+        return _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter)
+    v = v.detach()
+    return _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter,
+                monitor=lambda V: project_out(v.to(V.dtype), V[:, :r_null]), monitor_key=("v_p", hash(v.numpy().tobytes())))
 
 
 def sampler_map(model: DiffusionModel, t: float, steps: int = 12) -> PMP:
@@ -112,6 +119,7 @@ def find_direction(
     r: int = 5, r_null: int = 5, seed: int = 0, tol: float = 1e-4, max_iter: int = 50, model: str = "",
     jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
     chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, nullspace_map: PMP | None = None,
+    stop_on: str = "direction",
     extra: dict | None = None,
 ) -> Direction:
     """Steps 4–8 of Algorithm 1 at x_t (and Algorithm 3's steps 6–10, the same computation):
@@ -139,6 +147,10 @@ def find_direction(
     ``nullspace_map`` — take V̄ from the Jacobian of another map with f's output shape, linearised at the same x_t,
     e.g. the whole sampler x_t ↦ DDIM(x_t, 0) (:func:`sampler_map`) instead of the one-step PMP.
 
+    ``stop_on``: "direction" (default) stops step 4's power method when v_k has settled and step 5's when
+    v_p = v − V̄(V̄ᵀv) has (the accuracy the edit needs, even with no spectral gap at r or r'); "subspace" waits for
+    the whole top-r and top-r' subspaces (slower; never, where σ_r ≈ σ_{r+1}).
+
     ``Direction.seconds`` is what this direction costs on its own: the linearisation plus the power methods it
     used, whether or not they were shared with an earlier call.
     """
@@ -159,8 +171,12 @@ def find_direction(
         views.alpha_bar = alpha_bar
     mask_full = check_mask(torch.as_tensor(mask).cpu(), base.shape_out)
     eps = jacobian == "eps"
+    if stop_on not in ("direction", "subspace"):
+        raise ValueError(f"stop_on must be 'direction' or 'subspace'; got {stop_on!r}")
+    by_vector = stop_on == "direction" and select == "index"
     # Step 4.
-    top, s_top = _top(views, mask_full if masked_jacobian else None, eps, r, seed, tol, max_iter)
+    top, s_top = _top(views, mask_full if masked_jacobian else None, eps, r, seed, tol, max_iter,
+                      monitor=(lambda V: V[:, index]) if by_vector else None, monitor_key=("v_k", index) if by_vector else None)
     # Step 6.
     k = index if select == "index" else _most_inside(top, mask_full)
     v = top.V[:, k]
@@ -174,7 +190,7 @@ def find_direction(
                              f"{base.shape_out}; the mask Ω must apply to both")
     outside(mask_full, band)  # refuse a band that leaves no complement, even for r' = 0
     null, s_null = complement_basis(null_views, mask_full, r_null, band=band, seed=seed, tol=tol, max_iter=max_iter,
-                                    eps=eps and nullspace_map is None)
+                                    eps=eps and nullspace_map is None, v=v if stop_on == "direction" else None)
     v = project_out(v, None if null is None else null.V)
     # Step 8.
     n = torch.linalg.norm(v)
@@ -183,7 +199,8 @@ def find_direction(
     v = (v / n).reshape(base.shape_in)
     t = getattr(views, "t", None)
     # a power method that stopped at max_iter without meeting its tolerance says so here (and in the saved Direction)
-    info = {"converged": bool(top.converged) and (null is None or bool(null.converged)), "n_iter": int(top.n_iter),
+    info = {"converged": bool(top.converged) and (null is None or bool(null.converged)), "stop_on": stop_on,
+            "n_iter": int(top.n_iter),
             "n_iter_null": 0 if null is None else int(null.n_iter), "band": band,
             "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"), **(extra or {})}
     seconds = views.seconds + s_top + s_lin + s_null

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
@@ -57,6 +57,14 @@ def _warm_start(V0, shape_in: tuple, d_in: int, dtype: torch.dtype) -> torch.Ten
     return V.to(dtype)
 
 
+def _change(a: torch.Tensor, b: torch.Tensor) -> float:
+    """min(‖b − a‖, ‖b + a‖) / ‖b‖: the relative change of a monitored vector, blind to its sign."""
+    nb = float(torch.linalg.norm(b))
+    if nb == 0:
+        return 0.0 if float(torch.linalg.norm(a)) == 0 else 1.0
+    return min(float(torch.linalg.norm(b - a)), float(torch.linalg.norm(b + a))) / nb
+
+
 def power_method(
     f: PMP | LinearOperator,
     x: torch.Tensor | None = None,
@@ -68,6 +76,7 @@ def power_method(
     V0: torch.Tensor | None = None,
     oversample: int = 0,
     stop: Literal["tail", "step"] = "tail",
+    monitor: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> TopSVD:
     """Top-k singular triplets of J = ∂f/∂x by the generalized power method (Algorithm 2 of Chen et al. 2024).
 
@@ -82,6 +91,10 @@ def power_method(
     ``V0`` (warm start) is a d_in × k' matrix such as a previous ``TopSVD.V``, or k' directions of shape
     (k', *S_in); k' < k + oversample is padded with seeded random columns.
     ``oversample`` extra columns speed convergence from (σ_{k+1}/σ_k)² to (σ_{k+p+1}/σ_k)² per step.
+    ``monitor``: stop on what the caller needs instead of the whole top-k subspace — δ_i is then the relative change
+    ‖m(V_i) − m(V_{i−1})‖ / ‖m(V_i)‖ (up to sign) of ``monitor(V)`` (V: d_in × p, current basis), e.g. one singular
+    vector, or a vector projected off span(V).  Where σ_k ≈ σ_{k+1} (no gap at k) the subspace never settles but
+    such a quantity may: the stopping rule then measures the accuracy that matters.
     """
     op = f if isinstance(f, LinearOperator) else JacobianOperator(f, x)
     d_in = op.d_in
@@ -112,7 +125,7 @@ def power_method(
         U = op.mv(V.T.reshape(p, *op.shape_in))  # (p, *S_out) = (J V)ᵀ
         V_hat = op.rmv(U).reshape(p, d_in).T  # (d_in, p) = Jᵀ J V
         V_new = torch.linalg.svd(V_hat, full_matrices=False)[0]
-        delta = subspace_distance(V[:, :k], V_new[:, :k])
+        delta = subspace_distance(V[:, :k], V_new[:, :k]) if monitor is None else _change(monitor(V), monitor(V_new))
         history.append(delta)
         V = V_new
         if stop == "step":

@@ -148,3 +148,24 @@ def test_a_power_method_that_stops_early_says_so():
     A = _A(0)
     d = find_direction(LinearMap(A), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=5, r_null=5, tol=1e-14, max_iter=1)
     assert d.extra["converged"] is False and d.extra["n_iter"] == 1 and d.extra["n_iter_null"] == 1
+
+
+def test_stopping_on_the_direction_is_sooner_and_reaches_the_closed_form():
+    """On a linear PMP with clustered singular values, stopping on the direction (v_k, then v_p) stops sooner than
+    stopping on the whole top-r / top-r' subspaces, and both give the closed-form v_p (oracle: numpy SVD)."""
+    g = torch.Generator().manual_seed(5)
+    Q1 = torch.linalg.qr(torch.randn(64, 64, generator=g, dtype=DT))[0]
+    Q2 = torch.linalg.qr(torch.randn(64, 64, generator=g, dtype=DT))[0]
+    s = torch.tensor([8.0, 4.0, 3.0, 2.5, 2.0, 2.0, 2.0] + [0.5] * 57, dtype=DT)  # σ_5 = σ_6 = σ_7
+    A = Q1 @ torch.diag(s) @ Q2.T
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:4] = True
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    by_dir = find_direction(LinearMap(A), x, mask, r=5, r_null=3, tol=1e-10, max_iter=3000)
+    by_sub = find_direction(LinearMap(A), x, mask, r=5, r_null=3, tol=1e-10, max_iter=300, stop_on="subspace")
+    v = _closed_form(A.numpy(), A.numpy(), mask.numpy().reshape(-1), ~mask.numpy().reshape(-1), 0, 3)
+    for d in (by_dir, by_sub):
+        assert abs(abs(float(v @ d.v.reshape(-1).numpy())) - 1) < 1e-8
+    assert by_dir.extra["converged"] and by_dir.extra["n_iter"] < by_sub.extra["n_iter"]
+    with pytest.raises(ValueError, match="stop_on must be"):
+        find_direction(LinearMap(A), x, mask, stop_on="never")
