@@ -29,6 +29,9 @@ __all__ = ["find_direction", "complement_basis", "linearize", "invert", "apply_d
 
 JACOBIANS = ("pmp", "eps")
 NULLSPACES = ("pmp", "sampler")
+#: The default accuracy of find_direction with stop_on="direction": the distance still to go of v_k and of v_p,
+#: relative.  1e-2 moves a λ = √d/16 edit of faces32 by ~1e-3 of a pixel's range (benchmarks/bench_direction_speed.py).
+DIRECTION_TOL = 1e-2
 SELECT = ("index", "mask_energy")
 
 
@@ -116,7 +119,7 @@ def sampler_map(model: DiffusionModel, t: float, steps: int = 12) -> PMP:
 
 def find_direction(
     f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None, mask: torch.Tensor, *, index: int = 0,
-    r: int = 5, r_null: int = 5, seed: int = 0, tol: float = 1e-4, max_iter: int = 50, model: str = "",
+    r: int = 5, r_null: int = 5, seed: int = 0, tol: float | None = None, max_iter: int = 50, model: str = "",
     jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
     chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, nullspace_map: PMP | None = None,
     stop_on: str = "direction",
@@ -149,7 +152,9 @@ def find_direction(
 
     ``stop_on``: "direction" (default) stops step 4's power method when v_k has settled and step 5's when
     v_p = v − V̄(V̄ᵀv) has (the accuracy the edit needs, even with no spectral gap at r or r'); "subspace" waits for
-    the whole top-r and top-r' subspaces (slower; never, where σ_r ≈ σ_{r+1}).
+    the whole top-r and top-r' subspaces (slower; never, where σ_r ≈ σ_{r+1}).  ``tol`` defaults to
+    :data:`DIRECTION_TOL` (a relative accuracy of v_k and v_p) with "direction" and to 1e-4 with "subspace";
+    benchmarks/bench_direction_speed.py measures what it costs and how close the edit stays to the converged one.
 
     ``Direction.seconds`` is what this direction costs on its own: the linearisation plus the power methods it
     used, whether or not they were shared with an earlier call.
@@ -173,6 +178,8 @@ def find_direction(
     eps = jacobian == "eps"
     if stop_on not in ("direction", "subspace"):
         raise ValueError(f"stop_on must be 'direction' or 'subspace'; got {stop_on!r}")
+    if tol is None:
+        tol = DIRECTION_TOL if stop_on == "direction" else 1e-4
     by_vector = stop_on == "direction" and select == "index"
     # Step 4.
     top, s_top = _top(views, mask_full if masked_jacobian else None, eps, r, seed, tol, max_iter,
@@ -266,7 +273,7 @@ class EditResult:
 
 def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: float, *, index: int = 0,
               strengths: Sequence[float] = (-6.0, 6.0), r: int = 5, r_null: int = 5, seed: int = 0,
-              tol: float = 1e-4, max_iter: int = 50, masked_jacobian: bool = True,
+              tol: float | None = None, max_iter: int = 50, masked_jacobian: bool = True,
               progress: Callable[[str], None] | None = None, num_steps: int = 100, band: int = 0,
               nullspace: str = "pmp", sampler_steps: int = 12) -> EditResult:
     """Unsupervised LOCO Edit, Algorithm 1 of Chen et al. (2024), end to end.
