@@ -109,7 +109,6 @@ def pixel_model(name: str, prediction_type: str | None = None, flag: str = "--mo
         ptype = prediction_type_of(spec, prediction_type)
     except (ValueError, ModelNotAvailableError) as e:
         raise CLIError(f"{flag} {name}: {e}") from e
-    check_available(spec)  # a hub checkpoint that is neither cached nor downloadable: said before anything else
     return spec, ptype
 
 
@@ -216,6 +215,7 @@ def plan_edit(args) -> EditPlan:
     if not 0 <= args.r_null < d:
         raise CLIError(f"--r-null {args.r_null} is out of range; r' must satisfy 0 ≤ r' < d = {d} (the image's number "
                        "of entries)")
+    check_available(spec)  # a hub checkpoint that is neither cached nor downloadable: said before the outputs
     mask_file = args.mask if Path(args.mask).is_file() else None
     outputs = Outputs([("--out", out), ("direction", out.with_suffix(".safetensors")), ("metadata", out.with_suffix(".json"))],
                       overwrite=args.overwrite, inputs=[("--image", args.image), ("--mask", mask_file)],

@@ -33,7 +33,7 @@ from lococourse.course.figure2 import figure2_run
 from lococourse.course.viz import figure2_panels
 from lococourse.jacobian.operator import MAX_DENSE_ENTRIES
 from lococourse.models.ddim import ddim_grid
-from lococourse.models.registry import PREDICTION_TYPES, load_model
+from lococourse.models.registry import PREDICTION_TYPES, check_available, load_model
 
 #: At most this many trajectories per t (each point costs one dense Jacobian per t).
 MAX_POINTS = 64
@@ -115,6 +115,7 @@ def run(args) -> int:
     if d * d > MAX_DENSE_ENTRIES:
         raise CLIError(f"--model {args.model} has d = {d} pixels·channels; panel (a) needs dense d × d = {d * d:,} Jacobians, "
                        f"more than {MAX_DENSE_ENTRIES:,} entries: use a course model (faces16, faces32, molrg_*)")
+    check_available(spec)
     if not str(args.out).strip():
         raise CLIError("--out '' is empty; give an output stem such as rank_curve (writes .png, .json, .csv)")
     stem = Path(args.out)

@@ -95,7 +95,7 @@ def run(args) -> int:
         raise CLIError(f"--device {args.device} --dtype {args.dtype}: {e}") from e
     for flag, text in (("--prompt", args.prompt), ("--edit-prompt", args.edit_prompt)):
         if text is not None and not text.strip():
-            raise CLIError(f"{flag} '' is empty; give a text prompt such as \"a photo of a man\"")
+            raise CLIError(f"{flag} {text!r} is empty; give a text prompt such as \"a photo of a man\"")
     if args.t is not None and (not math.isfinite(args.t) or not 0 < args.t <= 1):
         raise CLIError(f"--t {args.t:g} is out of range; t must lie in (0, 1]")
     _, H, W = t2i_image_shape(args.model)

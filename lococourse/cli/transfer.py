@@ -44,7 +44,7 @@ from lococourse.data.images import write_png as write_array_png
 from lococourse.editing.direction import Direction
 from lococourse.editing.loco import transfer
 from lococourse.editing.metrics import edit_report
-from lococourse.models.registry import PREDICTION_TYPES, all_models, load_model
+from lococourse.models.registry import PREDICTION_TYPES, all_models, check_available, load_model
 
 
 def add_arguments(p) -> None:
@@ -101,6 +101,7 @@ def run(args) -> int:
     if not math.isfinite(t):
         raise CLIError(f"--direction {dpath} records no time t (NaN); pass --t")
     check_t_arg(t, "--t" if args.t is not None else f"the direction's t (in {dpath})")
+    check_available(spec)
     outputs = Outputs([("--out", out)], overwrite=args.overwrite,
                       inputs=[("--image", args.image), ("--direction", dpath), ("--direction", dpath.with_suffix(".json"))],
                       model_dirs=model_dirs(spec))

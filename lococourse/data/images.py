@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,9 @@ __all__ = ["MAX_PIXELS", "ImageError", "read_image", "write_png", "atomic_write"
 
 #: The largest image (width × height) read; anything larger is refused before decoding.
 MAX_PIXELS = 4096 * 4096
+
+
+_pillow_lock = threading.Lock()
 
 
 class ImageError(ValueError):
@@ -53,9 +57,14 @@ def read_image(path: str | Path, channels: int = 3, *, max_pixels: int = MAX_PIX
         raise ImageError(f"image {p} is empty (0 bytes); give a PNG, JPEG or other image file")
     notes: list[str] = []
     try:
+        with _pillow_lock:  # our own pixel limit (below Pillow's) decides, with the image's size in the message
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(p)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(p)
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageError(f"image {p} has {w}×{h} = {w * h:,} pixels, more than the limit of {max_pixels:,}; "
