@@ -354,3 +354,42 @@ def test_unwritable_or_impossible_out_fails_before_loading(models, tmp_path, cap
     assert rc == 2 and "not writable" in err and "/proc" in err
     rc, err = _err(capsys, [*base, "--out", str(tmp_path)])
     assert rc == 2 and ".png" in err
+
+
+def test_a_shared_direction_travels_by_its_registered_name(tmp_path, capsys):
+    """A direction records the model's registered name and where it was found; moved to another machine (the folder
+    it names does not exist there), transfer loads the model by name.  Files are written 0644."""
+    import stat
+
+    src = tmp_path / "e.png"
+    assert main(["edit", "--model", "faces16", "--seed", "3", "--mask", "eyes", "--strength", "2", "--max-iter", "4",
+                 "--out", str(src), "--quiet"]) == 0
+    for f in (src, src.with_suffix(".safetensors"), src.with_suffix(".json")):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644
+    d = Direction.load(src.with_suffix(".safetensors"))
+    from lococourse.models.registry import get_spec
+
+    assert d.model == "faces16" and d.found_at == get_spec("faces16").source
+    d.found_at = "/home/someone-else/lococourse/assets/models/faces16"  # as written on another machine
+    shared = d.save(tmp_path / "shared" / "d")
+    out = tmp_path / "t.png"
+    assert main(["transfer", "--direction", str(shared), "--seed", "4", "--strength", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    assert out.exists()
+
+
+def test_a_non_finite_edit_writes_nothing(models, tmp_path, capsys, monkeypatch):
+    import lococourse.cli.edit as edit_mod
+
+    real = edit_mod.loco_edit
+
+    def blown_up(*a, **k):
+        res = real(*a, **k)
+        res.edited[0].fill_(float("nan"))
+        return res
+
+    monkeypatch.setattr(edit_mod, "loco_edit", blown_up)
+    rc, err = _err(capsys, ["edit", "--model", str(models["a"]), "--seed", "3", "--mask", "hair", "--strength", "2",
+                            "--r", "2", "--r-null", "1", "--out", str(tmp_path / "x.png"), *FAST])
+    assert rc == 2 and "NaN or infinite" in err and "nothing was written" in err
+    assert list(tmp_path.iterdir()) == []
