@@ -24,16 +24,19 @@ from pathlib import Path
 from lococourse.course.mode import ENV_VAR, describe_mode, mode_info
 from lococourse.models import registry
 
-__all__ = ["Check", "collect", "format_report", "add_arguments", "run", "REQUIRED_COURSE_MODELS"]
+__all__ = ["Check", "collect", "format_report", "add_arguments", "run", "REQUIRED_COURSE_MODELS", "INSTALL", "INSTALL_GPU"]
 
 #: The course models notebooks 01–05 rely on (shipped in lococourse/assets/models).
 REQUIRED_COURSE_MODELS = ("faces16", "faces32", "molrg_d48", "molrg_d192")
 WIDGET_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 HUB_TIMEOUT_S = 2.0
 
-#: The README's install line (CPU torch from PyTorch's CPU index; on a GPU machine leave out --extra-index-url).
-INSTALL = 'pip install "torch==2.13.0" -e ".[dev]" --extra-index-url https://download.pytorch.org/whl/cpu'
-_REINSTALL = f"{INSTALL}  (from the repository root; on a GPU machine leave out --extra-index-url …)"
+#: The README's install line (its first command without `&& jupyter lab`): CPU torch from PyTorch's CPU index.
+INSTALL = ('pip install --no-deps "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu && '
+           'pip install "torch==2.13.0" -e ".[dev]"')
+#: The same on a Linux machine with an NVIDIA GPU (PyPI's torch is the CUDA build there).
+INSTALL_GPU = 'pip install "torch==2.13.0" -e ".[dev]"'
+_REINSTALL = f"{INSTALL}  (from the repository root; with an NVIDIA GPU on Linux: {INSTALL_GPU})"
 
 
 @dataclass
@@ -213,7 +216,7 @@ def _check_widgets() -> list[Check]:
 def collect() -> list[Check]:
     """All checks, in report order."""
     checks = [_check_python(),
-              _check_package("torch", "all computation", 'pip install "torch==2.13.0" --extra-index-url '
+              _check_package("torch", "all computation", 'pip install --no-deps "torch==2.13.0" --extra-index-url '
                              "https://download.pytorch.org/whl/cpu (CPU), or without the index URL (CUDA build, Linux)"),
               _check_package("diffusers", "UNets, schedulers, hub checkpoints", "pip install diffusers"),
               _check_package("lococourse", "the course package", _REINSTALL)]

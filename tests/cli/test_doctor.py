@@ -165,3 +165,16 @@ def test_unknown_mode_in_environment(monkeypatch):
     monkeypatch.setenv(mode.ENV_VAR, "turbo")
     with pytest.raises(ValueError, match="LOCOCOURSE_MODE must be one of"):
         mode.get_mode()
+
+
+def test_install_advice_is_the_readmes_first_command():
+    """doctor's reinstall advice is the README's first command (the oracle: the README itself), CPU torch first."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(block) == 2 and block[1] == "python -m pytest --nbval-lax --nbval-current-env"
+    assert block[0] == f"{doctor.INSTALL} && jupyter lab notebooks/"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in block[0] and doctor.INSTALL_GPU in readme
+    c = _by_name(doctor.collect())["lococourse"]
+    assert c.status == "ok"  # installed here; the advice is only shown when it is not
