@@ -44,12 +44,12 @@ from lococourse.cli.common import (
 )
 from lococourse.data.faces import FACTOR_NAMES, PARTS, render_faces, sample_faces
 from lococourse.data.images import write_png as write_array_png
-from lococourse.editing.loco import loco_edit
+from lococourse.editing.loco import NULLSPACES, loco_edit, outside
 from lococourse.editing.masks import parse_mask
 from lococourse.editing.metrics import edit_report
 from lococourse.eval.decisions import changed, local_edit_success, thresholds_for
 from lococourse.eval.factors import estimate_factors, factor_changes
-from lococourse.models.ddim import ddim_sample
+from lococourse.models.ddim import ddim_grid, ddim_sample
 from lococourse.models.registry import (
     PREDICTION_TYPES,
     ModelNotAvailableError,
@@ -81,6 +81,12 @@ def add_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUT.png, OUT.safetensors and OUT.json if they exist")
     p.add_argument("--prediction-type", choices=PREDICTION_TYPES, default=None,
                    help="what the UNet predicts, for a model folder that does not say (no card.json / scheduler_config.json)")
+    p.add_argument("--band", type=integer, default=0,
+                   help="leave a guard band of this many pixels around the mask out of the complement (0: the paper's)")
+    p.add_argument("--nullspace", choices=NULLSPACES, default="pmp",
+                   help="the complement nullspace of step 5: 'pmp' (the paper's one-step PMP) or 'sampler' (the whole "
+                        "sampler x_t ↦ DDIM(x_t, 0), matrix-free)")
+    p.add_argument("--sampler-steps", type=integer, default=12, help="DDIM steps of the sampler with --nullspace sampler")
     p.add_argument("--tol", type=number, default=1e-3, help="power-method tolerance, in (0, 1)")
     p.add_argument("--max-iter", type=integer, default=50, help="power-method iterations at most")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -232,6 +238,16 @@ def plan_edit(args) -> EditPlan:
     else:
         source = f"model sample, seed {args.seed}"
     mask = resolve_mask(args.mask, spec, named, where=source)
+    if isinstance(args.band, bool) or not isinstance(args.band, int) or args.band < 0:
+        raise CLIError(f"--band {args.band} is out of range; give a number of pixels ≥ 0")
+    if mask is not None:
+        try:
+            outside(mask, args.band)
+        except ValueError as e:
+            raise CLIError(f"--band {args.band}: {e}") from e
+    if args.nullspace == "sampler":
+        check_count_arg(args.sampler_steps, "--sampler-steps", 1, ddim_grid().index(t),
+                        f"sampler steps, at most the {ddim_grid().index(t)} DDIM levels below t = {t}")
     return EditPlan(spec, ptype, t, lam, out, outputs, x0, mask, named, source, tol, max_iter)
 
 
@@ -243,7 +259,8 @@ def run(args) -> int:
         x0 = plan.x0 if plan.x0 is not None else sample_source(model, args.seed, args)[0]
         progress(args, f"mask {args.mask!r}: {int(plan.mask.sum())} of {plan.mask.numel()} pixels")
         res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=[plan.strength], r=args.r,
-                        r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, progress=lambda msg: progress(args, msg))
+                        r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band, nullspace=args.nullspace,
+                        sampler_steps=args.sampler_steps, progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None

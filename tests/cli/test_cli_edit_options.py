@@ -1,0 +1,30 @@
+"""`lococourse edit --band B --nullspace sampler`: issue 13's method options on the command line, recorded in the
+saved direction; bad values refused before any model work (exit 2, the value named)."""
+import json
+
+import pytest
+
+from lococourse.cli.main import main
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    (["--band", "-1"], "--band -1 is out of range"),
+    (["--band", "40"], "covers the whole 32×32 image"),
+    (["--nullspace", "sampler", "--sampler-steps", "0"], "--sampler-steps 0 is out of range"),
+])
+def test_bad_options_are_refused_before_any_model_work(tmp_path, capsys, extra, phrase):
+    out = tmp_path / "e.png"
+    rc = main(["edit", "--model", "faces32", "--seed", "3", "--mask", "eyes", "--strength", "2", "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and phrase in err and "Traceback" not in err and not list(tmp_path.iterdir())
+
+
+def test_band_and_sampler_nullspace_are_used_and_recorded(tmp_path, capsys):
+    out = tmp_path / "e.png"
+    rc = main(["edit", "--model", "faces16", "--seed", "3", "--mask", "eyes", "--t", "0.3", "--strength", "1",
+               "--band", "1", "--nullspace", "sampler", "--sampler-steps", "3", "--r", "2", "--r-null", "2",
+               "--max-iter", "3", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["extra"]["band"] == 1 and meta["extra"]["nullspace"] == "sampler:3"
+    assert out.exists() and out.with_suffix(".safetensors").exists()
