@@ -44,7 +44,7 @@ from lococourse.theory.molrg import MoLRG
 __all__ = [
     "MOLRG_BASES", "LearnedVsExact", "molrg_course_models", "learned_vs_exact", "posterior_cov_trace",
     "PointComparison", "compare_at", "ComparisonSweep", "compare_vs_t", "RankAgreement", "rank_agreement",
-    "card_rank_ratio", "SingularAt", "singular_at",
+    "card_rank_ratio", "SingularAt", "singular_at", "HSpaceAt", "hspace_at",
 ]
 
 _DT = torch.float64
@@ -379,3 +379,79 @@ def singular_at(run: Figure2Run, t: float, point: int = 0, k: int = 4, eta: floa
     with torch.no_grad():
         x0 = f(x.unsqueeze(0))[0]
     return SingularAt(float(getattr(f, "t", t)), x.detach(), x0.detach(), S, Vh[:k].reshape(k, *x.shape), numerical_rank(S, eta), eta)
+
+
+# ---------------------------------------------------------------------------------------- h-space (App. D.3)
+class _MidBlock:
+    """A forward hook on ``unet.mid_block``: records its output h, or replaces it with a given tensor."""
+
+    def __init__(self, unet):
+        block = getattr(unet, "mid_block", None)
+        if block is None:
+            raise ValueError(f"{type(unet).__name__} has no mid_block: h-space (the UNet's bottleneck) is undefined")
+        self.block, self.replace, self.h = block, None, None
+
+    def __enter__(self):
+        self.handle = self.block.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def _hook(self, module, inputs, output):
+        self.h = output
+        return self.replace if self.replace is not None else output
+
+
+@dataclass
+class HSpaceAt:
+    """The three Jacobians of App. D.3 at one x_t: ∂h/∂x_t (h = the UNet's mid-block output), ∂x̂₀/∂h with x_t
+    held fixed (the skip connections still carry x_t), and the PMP's ∂x̂₀/∂x_t; numerical ranks (eq. 10) and
+    Frobenius norms."""
+
+    t: float
+    d_x: int
+    d_h: int
+    rank_h_x: int
+    rank_x0_h: int
+    rank_x0_x: int
+    fro_h_x: float
+    fro_x0_h: float
+    fro_x0_x: float
+    eta: float
+
+    @property
+    def rank_ratios(self) -> dict[str, float]:
+        """Each numerical rank over the smaller side of its Jacobian."""
+        return {"∂h/∂x_t": self.rank_h_x / min(self.d_h, self.d_x), "∂x̂₀/∂h": self.rank_x0_h / min(self.d_h, self.d_x),
+                "∂x̂₀/∂x_t": self.rank_x0_x / self.d_x}
+
+
+def hspace_at(model, x_t: torch.Tensor, t: float, eta: float = 0.99) -> HSpaceAt:
+    """Dense ∂h/∂x_t, ∂x̂₀/∂h and ∂x̂₀/∂x_t of a pixel UNet (a LoadedModel) at one x_t (*S), for App. D.3's comparison."""
+    check_t(t)
+    eta = _check_eta(eta)
+    f = model.pmp(t)
+    x = x_t.detach().to(getattr(f, "dtype", torch.float32))
+    with _MidBlock(model.unet) as mb:
+        with torch.no_grad():
+            f(x.unsqueeze(0))
+        h0 = mb.h.detach()[0]
+
+        def h_of_x(xb):
+            f(xb)
+            return mb.h
+
+        def x0_of_h(hb):
+            mb.replace = hb
+            try:
+                return f(x.unsqueeze(0).expand(len(hb), *x.shape))
+            finally:
+                mb.replace = None
+
+        J_hx = dense_jacobian(h_of_x, x, method="batch").to(_DT)
+        J_xh = dense_jacobian(x0_of_h, h0, method="batch").to(_DT)
+    J_xx = dense_jacobian(f, x, method="batch").to(_DT)
+    ranks = [numerical_rank(torch.linalg.svdvals(J), eta) for J in (J_hx, J_xh, J_xx)]
+    fro = [float(torch.linalg.matrix_norm(J)) for J in (J_hx, J_xh, J_xx)]
+    return HSpaceAt(float(getattr(f, "t", t)), x.numel(), h0.numel(), *ranks, *fro, eta)

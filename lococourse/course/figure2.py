@@ -98,7 +98,7 @@ def linearity_curve(f: Callable, X: torch.Tensor, lambdas: Sequence[float], seed
     """Figure 2(b): eq. 4 diagnostics at each x_t in X (n, *S) along seeded random unit directions Δx."""
     if directions is None:
         g = torch.Generator().manual_seed(seed)
-        directions = torch.randn(X.shape, generator=g, dtype=torch.float64).to(X.dtype)
+        directions = torch.randn(X.shape, generator=g, dtype=torch.float64).to(X)
     if directions.shape != X.shape:
         raise ValueError(f"directions must have the shape of X {tuple(X.shape)}; got {tuple(directions.shape)}")
     res = [local_linearity(f, x, dx, lambdas) for x, dx in zip(X, directions)]
@@ -107,15 +107,17 @@ def linearity_curve(f: Callable, X: torch.Tensor, lambdas: Sequence[float], seed
                           np.stack([r.error.numpy() for r in res]))
 
 
-def ddim_trajectory_points(eps_model, shape, n: int = 3, seed: int = 0, grid=None) -> Callable[[float], torch.Tensor]:
+def ddim_trajectory_points(eps_model, shape, n: int = 3, seed: int = 0, grid=None,
+                           device=None) -> Callable[[float], torch.Tensor]:
     """x_t along DDIM sampling trajectories from n seeded noises (Appendix D.1): returns t ↦ x_t (n, *S).
 
-    One 100-step DDIM run from t = 1; each requested t gets the trajectory's grid level nearest to it.
+    One 100-step DDIM run from t = 1 (or on ``grid``); each requested t gets the trajectory's grid level
+    nearest to it.  The noise is drawn on the CPU (so it is the same on every machine) and moved to ``device``.
     """
 
     grid = ddim_grid() if grid is None else grid
     g = torch.Generator().manual_seed(seed)
-    x_T = torch.randn((n, *shape), generator=g)
+    x_T = torch.randn((n, *shape), generator=g).to(device or "cpu")
     j_top = grid.num_steps
     _, traj = ddim_sample(eps_model, x_T, float(grid.t[j_top]), 0.0, grid=grid, return_trajectory=True)
     # traj[i] is at level j_top − i
@@ -165,24 +167,27 @@ class Figure2Run:
 
 
 def figure2_run(model, ts, n: int = 2, seed: int = 0, linearity_t: float = 0.7,
-                lambdas=(0, 10, 20, 30, 40), progress: bool = False) -> Figure2Run:
+                lambdas=(0, 10, 20, 30, 40), progress: bool = False, num_steps: int = 100) -> Figure2Run:
     """Figure 2 (a) and (b) for ``model`` (a name, a folder or a :class:`~lococourse.models.registry.LoadedModel`).
 
     What ``lococourse rank-curve`` computes (n seeded 100-step DDIM
     trajectories, Appendix D.1; dense Jacobians, eq. 10; eq. 4 along seeded random directions), with
     the singular spectra and the trajectory points kept.  ``ts = ()`` skips panel (a) (for models whose
-    dense Jacobian does not fit, such as 256² hub models).
+    dense Jacobian does not fit, such as 256² hub models).  ``num_steps`` < 100 runs the trajectories on a
+    coarser DDIM grid (the real-size stand-ins on a CPU); the requested times snap to that grid.
     """
 
     ts = [float(t) for t in ts]
     if ts:
         check_t(ts)
     check_t(linearity_t)
-    ts, linearity_t = snap_to_ddim_grid(ts), snap_to_ddim_grid([linearity_t])[0]
     check_positive_int(n, "n")
+    grid = ddim_grid(num_steps)
+    ts, linearity_t = snap_to_ddim_grid(ts, grid), snap_to_ddim_grid([linearity_t], grid)[0]
     m = model if isinstance(model, LoadedModel) else load_model(model)
     with torch.no_grad():
-        points_at = ddim_trajectory_points(m.eps_model(), m.shape, n=n, seed=seed)
+        points_at = ddim_trajectory_points(m.eps_model(), m.shape, n=n, seed=seed, grid=grid,
+                                           device=next(m.unet.parameters()).device)
     rc = rank_curve(m.pmp, points_at, ts, keep_spectra=True, progress=progress) if ts else None
     lc = linearity_curve(m.pmp(linearity_t), points_at(linearity_t), lambdas, seed=seed)
     return Figure2Run(m.spec.name, m.spec.source, tuple(m.shape), n, seed, rc, lc, points_at, m)

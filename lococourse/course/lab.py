@@ -7,7 +7,9 @@ tensors that :mod:`lococourse.course.viz` draws and the tests check against inde
 * Notebook 01, Assumption 1 and Lemma 1: :func:`coordinate_molrg`, :func:`smooth_molrg`, :func:`noisy_samples`,
   :func:`dropped_log_terms`, :func:`compare_weight_rules`, :func:`weight_gap_vs_t`.
 * Notebook 02, Lemmas 2–3, Theorem 1 (rank, alignment), eq. 10, Algorithm 2:
-  :func:`check_jacobian`, :func:`spectrum_vs_t`, :func:`power_vs_svd`.
+  :func:`check_jacobian`, :func:`spectrum_vs_t`, :func:`power_vs_svd`; the second-order Tweedie identity
+  J = √ᾱ/(1−ᾱ)·Cov[x₀|x_t] against a Monte Carlo covariance (:func:`monte_carlo_posterior_cov`,
+  :func:`tweedie_check`); Gaussian data that is *not* exactly low-rank (:func:`gaussian_rank_vs_t`).
 * Notebook 03, eq. 4 and Theorem 1 eq. 8: :func:`linearity_vs_t`, :func:`error_scaling`,
   :func:`linearized_images`.
 
@@ -23,7 +25,7 @@ from typing import Literal, Sequence
 import torch
 
 from lococourse.core.checks import check_finite, check_positive_int
-from lococourse.core.schedule import check_t
+from lococourse.core.schedule import SCHEDULE, check_t
 from lococourse.jacobian.linearity import local_linearity
 from lococourse.jacobian.operator import dense_jacobian
 from lococourse.jacobian.power import power_method
@@ -35,7 +37,8 @@ __all__ = [
     "dropped_log_terms", "RuleComparison", "compare_weight_rules", "WeightGapSweep", "weight_gap_vs_t",
     "JacobianCheck", "check_jacobian", "SpectrumSweep", "spectrum_vs_t", "PowerVsSVD", "power_vs_svd",
     "unit_direction", "LinearitySweep", "linearity_vs_t", "ErrorScaling", "error_scaling",
-    "LinearizedImages", "linearized_images",
+    "LinearizedImages", "linearized_images", "monte_carlo_posterior_cov", "TweedieCheck", "tweedie_check",
+    "GaussianRankSweep", "gaussian_rank_vs_t",
 ]
 
 _DT = torch.float64
@@ -383,6 +386,7 @@ class LinearitySweep:
     rel_error: torch.Tensor  # (T, L) mean of error / ‖f(x)‖
     snr: torch.Tensor  # (T,) ᾱ/(1−ᾱ), the factor in eq. 8
     direction: str
+    rel_error_points: torch.Tensor | None = None  # (T, n, L) error / ‖f(x)‖ at each point (the spread behind the mean)
 
 
 def linearity_vs_t(model: MoLRG, ts, lambdas, n_samples: int = 4, seed: int = 0,
@@ -404,10 +408,11 @@ def linearity_vs_t(model: MoLRG, ts, lambdas, n_samples: int = 4, seed: int = 0,
         cos.append(torch.stack([li.cosine for li in lins]).mean(0))
         e = torch.stack([li.error for li in lins])  # (n, L)
         err.append(e.mean(0))
-        rel.append((e / f0[:, None]).mean(0))
+        rel.append(e / f0[:, None])
     name = direction if isinstance(direction, str) else "given"
-    return LinearitySweep(ts, lam, torch.stack(nr), torch.stack(cos), torch.stack(err), torch.stack(rel),
-                          model.schedule.snr(ts), name)
+    rel = torch.stack(rel)  # (T, n, L)
+    return LinearitySweep(ts, lam, torch.stack(nr), torch.stack(cos), torch.stack(err), rel.mean(1),
+                          model.schedule.snr(ts), name, rel)
 
 
 @dataclass
@@ -471,3 +476,86 @@ def linearized_images(model: MoLRG, t: float, lam: float, seed: int = 0,
     fp = f((x + lam * dx).unsqueeze(0))[0]
     lin = f0 + lam * Jdx
     return LinearizedImages(float(t), float(lam), x, f0, fp, lin, relative_error(lin, fp))
+
+
+# ---------------------------------------------------------------------------------------- 02: second-order Tweedie
+def monte_carlo_posterior_cov(model: MoLRG, x_t: torch.Tensor, t: float, n: int = 200_000, seed: int = 0) -> torch.Tensor:
+    """Cov[x₀|x_t] (d × d) by self-normalised importance sampling — an oracle that uses no Lemma and no derivative.
+
+    Draws x₀⁽ⁱ⁾ ~ p_data (seeded) and weights each by the forward likelihood N(x_t; √ᾱ x₀⁽ⁱ⁾, (1−ᾱ) I):
+    Cov ≈ Σ_i w_i x₀⁽ⁱ⁾x₀⁽ⁱ⁾ᵀ − m mᵀ with m = Σ_i w_i x₀⁽ⁱ⁾ (the same weights as
+    :meth:`MoLRG.monte_carlo_posterior_mean`).  Its error shrinks like 1/√(effective sample size).
+    """
+    check_t(t)
+    check_positive_int(n, "n")
+    x = torch.as_tensor(x_t, dtype=_DT).reshape(1, model.d)
+    x0, _ = model.sample(n, torch.Generator().manual_seed(_check_seed(seed)))
+    x0 = x0.reshape(n, model.d)
+    ab, one_m = model.schedule.alpha_bar(t), model.schedule.one_minus_alpha_bar(t)
+    w = torch.softmax(-(torch.cdist(x, ab.sqrt() * x0) ** 2)[0] / (2 * one_m), 0)  # (n,)
+    m = w @ x0
+    return (x0 * w[:, None]).T @ x0 - torch.outer(m, m)
+
+
+@dataclass
+class TweedieCheck:
+    """J (Lemma 2, closed form) against √ᾱ/(1−ᾱ)·Cov[x₀|x_t] with the covariance from Monte Carlo, at one point."""
+
+    t: float
+    J: torch.Tensor  # (d, d) closed form
+    scaled_cov: torch.Tensor  # (d, d) √ᾱ/(1−ᾱ) · Cov_MC[x₀|x_t]
+    rel_error: float  # ‖J − √ᾱ/(1−ᾱ) Cov_MC‖_F / ‖J‖_F
+    mc_noise: float  # the same between two independent Monte Carlo estimates (how far sampling alone gets)
+    effective_samples: float  # 1 / Σ w_i² of the importance weights
+
+
+def tweedie_check(model: MoLRG, t: float, seed: int = 0, n_mc: int = 200_000) -> TweedieCheck:
+    """The second-order Tweedie identity J = √ᾱ/(1−ᾱ)·Cov[x₀|x_t] at one seeded x_t, against Monte Carlo."""
+    check_t(t)
+    x = _one_point(model, t, seed)[0]
+    J = model.jacobian(x, t).reshape(model.d, model.d)
+    c = model.schedule.sqrt_alpha_bar(t) / model.schedule.one_minus_alpha_bar(t)
+    cov_a = monte_carlo_posterior_cov(model, x, t, n=n_mc, seed=seed + 1)
+    cov_b = monte_carlo_posterior_cov(model, x, t, n=n_mc, seed=seed + 2)
+    x0, _ = model.sample(n_mc, torch.Generator().manual_seed(seed + 1))
+    ab, one_m = model.schedule.alpha_bar(t), model.schedule.one_minus_alpha_bar(t)
+    w = torch.softmax(-(torch.cdist(x.reshape(1, -1), ab.sqrt() * x0.reshape(n_mc, -1)) ** 2)[0] / (2 * one_m), 0)
+    return TweedieCheck(float(t), J, c * cov_a, relative_error(c * cov_a, J), relative_error(c * cov_a, c * cov_b),
+                        float(1 / (w ** 2).sum()))
+
+
+# ---------------------------------------------------------------------------------------- 02: not exactly low-rank
+@dataclass
+class GaussianRankSweep:
+    """Numerical rank of J for Gaussian data N(0, diag(s)) against t: J = √ᾱ · diag(s / (ᾱ s + 1 − ᾱ)) exactly."""
+
+    ts: torch.Tensor  # (T,)
+    spectrum: torch.Tensor  # (d,) the data variances s_i
+    singular_values: torch.Tensor  # (T, d) of J, descending
+    numerical_rank: torch.Tensor  # (T,) eq. 10
+    eta: float
+
+    @property
+    def rank_ratio(self) -> torch.Tensor:
+        return self.numerical_rank.to(_DT) / len(self.spectrum)
+
+
+def gaussian_rank_vs_t(spectrum, ts, eta: float = 0.99) -> GaussianRankSweep:
+    """Eq. 10 on the exact Jacobian of E[x₀|x_t] for x₀ ~ N(0, diag(spectrum)), at each t.
+
+    For Gaussian data the posterior mean is linear, E[x₀|x_t] = √ᾱ Σ(ᾱΣ + (1−ᾱ)I)⁻¹ x_t, so J is that matrix:
+    eigenvalues √ᾱ s_i/(ᾱ s_i + 1 − ᾱ).  A direction with s_i = 0 (exactly low-rank data) never contributes;
+    one with s_i > 0, however small, tends to 1/√ᾱ → 1 as t → 0, so for data that is only *nearly* low-rank
+    J → I and the rank ratio → 1 at small t.
+    """
+    s = torch.as_tensor(spectrum, dtype=_DT).flatten()
+    if s.numel() == 0 or (s < 0).any() or not torch.isfinite(s).all() or not (s > 0).any():
+        raise ValueError(f"spectrum must hold non-negative finite variances, at least one positive; got {s.tolist()[:6]}…")
+    if not 0 < eta < 1:
+        raise ValueError(f"eta must lie in (0, 1); got {eta}")
+    ts = _check_ts(ts)
+    ab = SCHEDULE.alpha_bar(ts)[:, None]
+    sv = ab.sqrt() * s / (ab * s + (1 - ab))  # (T, d)
+    sv = sv.sort(dim=1, descending=True).values
+    ranks = torch.tensor([numerical_rank(row, eta) for row in sv])
+    return GaussianRankSweep(ts, s, sv, ranks, float(eta))

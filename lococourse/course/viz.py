@@ -14,21 +14,25 @@ from matplotlib.figure import Figure
 
 from lococourse.course.lab import (
     ErrorScaling,
+    GaussianRankSweep,
     LinearitySweep,
     LinearizedImages,
     NoisySamples,
     PowerVsSVD,
     RuleComparison,
     SpectrumSweep,
+    TweedieCheck,
     WeightGapSweep,
 )
+from lococourse.course.sampling import InversionSweep
 from lococourse.theory.molrg import MoLRG
 
 __all__ = [
     "new_figure", "draw_point_cloud", "plot_molrg_samples", "plot_posterior_means", "plot_weight_rules",
     "plot_weight_gap", "plot_images", "plot_posterior_images", "plot_spectrum", "plot_spectrum_sweep", "plot_power_vs_svd",
     "plot_linearity", "plot_linearity_heatmap", "plot_error_scaling", "plot_linearized_images",
-    "posterior_dashboard", "jacobian_dashboard", "linearity_dashboard",
+    "posterior_dashboard", "jacobian_dashboard", "linearity_dashboard", "plot_tweedie", "plot_gaussian_rank",
+    "plot_point_spread", "plot_inversion_sweep",
 ]
 
 CLASS_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
@@ -83,8 +87,12 @@ def draw_point_cloud(ax, model: MoLRG, points, labels=None, values=None, title: 
         lab = np.zeros(len(p), int) if labels is None else _np(labels)
         sc = ax.scatter(*p.T, c=[_class_color(int(k)) for k in lab], s=8)
     ax.set_title(title, fontsize=10)
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
     if d == 2:
         ax.set_aspect("equal")
+    else:
+        ax.set_zlabel("x₃")
     return sc
 
 
@@ -331,6 +339,7 @@ def _draw_linearity_curves(axes: Sequence, sweep: LinearitySweep, lam_mark=None)
     for ax, name in zip(axes, ("norm ratio", "cosine similarity", "linearisation error (raw)", "linearisation error (relative)")):
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("λ")
+        ax.ticklabel_format(axis="y", useOffset=False)  # values near 1 as they are, no "1e-5 + 1" offset text
         if lam_mark is not None:
             ax.axvline(lam_mark, color="k", lw=0.6)
     axes[1].legend(fontsize=7)
@@ -464,4 +473,86 @@ def figure2_panels(results: Sequence[Mapping] | Mapping) -> Figure:
     ax_n.set(xlabel="λ", ylabel="‖f(x+λΔx)‖ / ‖l(x;λΔx)‖", title=f"(b) norm ratio, t = {t_lin:.2f}")
     ax_c.set(xlabel="λ", ylabel="cos(f(x+λΔx), l(x;λΔx))", title=f"(b) cosine, t = {t_lin:.2f}")
     ax_a.legend(fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- 02: Tweedie, Gaussian data
+def plot_tweedie(checks: Sequence[TweedieCheck]) -> Figure:
+    """Entries of J (Lemma 2) against √ᾱ/(1−ᾱ)·Cov_MC[x₀|x_t] (Monte Carlo), one panel per check: the diagonal is equality."""
+    if len(checks) == 0:
+        raise ValueError("plot_tweedie needs at least one TweedieCheck")
+    fig, axes = new_figure(1, len(checks), 3.4, 3.3)
+    for ax, c in zip(axes, checks):
+        a, b = _np(c.J).ravel(), _np(c.scaled_cov).ravel()
+        lim = float(max(np.abs(a).max(), np.abs(b).max())) * 1.05
+        ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8)
+        ax.plot(a, b, ".", ms=3)
+        ax.set(xlabel="J_ij (Lemma 2, closed form)", ylabel="√ᾱ/(1−ᾱ) · Cov_MC[x₀|x_t]_ij", xlim=(-lim, lim),
+               ylim=(-lim, lim))
+        ax.set_title(f"t = {c.t:g}: rel. error {c.rel_error:.3f} (MC noise {c.mc_noise:.3f})", fontsize=9)
+    return fig
+
+
+def plot_gaussian_rank(sweeps: Mapping[str, GaussianRankSweep]) -> Figure:
+    """Rank ratio of the exact J against t (log t axis) for Gaussian data of several spectra (label → sweep)."""
+    if len(sweeps) == 0:
+        raise ValueError("plot_gaussian_rank needs at least one sweep")
+    fig, axes = new_figure(1, 1, 5.2, 3.6)
+    ax = axes[0]
+    for k, (label, sw) in enumerate(sweeps.items()):
+        ax.plot(_np(sw.ts), _np(sw.rank_ratio), "o-", ms=3, color=_class_color(k), label=label)
+    ax.set(xscale="log", xlabel="t", ylabel="rank ratio (eq. 10, η = 0.99)", ylim=(0, 1.05),
+           title="exact J of Gaussian data: the left arm needs full-rank data")
+    ax.legend(fontsize=7)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- 03: spread over points
+def plot_point_spread(sweep: LinearitySweep) -> Figure:
+    """Relative linearisation error against λ for *each* point (one panel per t): the mean hides the spread."""
+    if sweep.rel_error_points is None:
+        raise ValueError("this LinearitySweep holds no per-point errors")
+    T = len(sweep.ts)
+    fig, axes = new_figure(1, T, 3.6, 3.2)
+    lam = _np(sweep.lambdas)
+    for ax, t, pts in zip(axes, _np(sweep.ts), _np(sweep.rel_error_points)):
+        for e in pts:
+            ax.semilogy(lam, np.maximum(e, 1e-17), lw=0.9)
+        ax.set(xlabel="λ", ylabel="‖f(x+λΔx) − l‖ / ‖f(x)‖", ylim=(1e-17, 1e2),
+               title=f"t = {t:g}: {len(pts)} points, Δx {sweep.direction}")
+        ax.title.set_fontsize(9)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- 06: DDIM inversion
+def plot_inversion_sweep(sweeps: Mapping[str, InversionSweep], show: int = 3) -> Figure:
+    """Reconstruction error of DDIM(DDIM-Inv(x₀, t), 0) against t (label → sweep; PSNR for image models,
+    relative error for all), and, for the first sweep, x₀, x_t and the reconstruction at the largest t."""
+    if len(sweeps) == 0:
+        raise ValueError("plot_inversion_sweep needs at least one sweep")
+    first = next(iter(sweeps.values()))
+    n = min(show, len(first.x0))
+    fig = Figure(figsize=(4.6 + 2.0 * 3, max(2.2 * n, 3.4)), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[4.6, 6.0])
+    ax = left.subplots(1, 1)
+    for k, (label, sw) in enumerate(sweeps.items()):
+        rel = _np(sw.rel_error)
+        ax.semilogy(sw.ts, rel.mean(1), "o-", ms=3, color=_class_color(k), label=label)
+        ax.fill_between(sw.ts, rel.min(1), rel.max(1), color=_class_color(k), alpha=0.2)
+    ax.set(xlabel="t (inverted to, then sampled back)", ylabel="‖DDIM(DDIM-Inv(x₀, t), 0) − x₀‖ / ‖x₀‖",
+           title="DDIM inversion + sampling: reconstruction error")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    iax = right.subplots(n, 3, squeeze=False)
+    j = len(first.ts) - 1
+    for i in range(n):
+        for c, (name, im) in enumerate((("x₀", first.x0[i]), (f"x_t, t = {first.ts[j]:g}", first.x_t[j, i]),
+                                        (f"reconstruction, {float(first.psnr[j, i]):.1f} dB", first.reconstructions[j, i]))):
+            a = _np(im).astype(float)
+            scale = 1.0 if c != 1 else max(float(np.abs(a).max()), 1e-12)
+            img, kw = _to_image(a, scale)
+            iax[i, c].imshow(img, interpolation="nearest", **kw)
+            iax[i, c].set_title(name, fontsize=8)
+            iax[i, c].set_xticks([])
+            iax[i, c].set_yticks([])
     return fig

@@ -13,13 +13,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from lococourse.course.widgets import interactive_view
 from lococourse.data.faces import FACTOR_NAMES, PARTS
 from lococourse.editing.tloco import resample
 from lococourse.eval.faces import FaceEdit, apply_face_edit, find_face_direction, prepare_faces
 from lococourse.eval.studies import CompositionStudy, LinearityStudy, SweepStudy, TransferStudy
 
-__all__ = ["show_image", "plot_edit", "plot_transfer", "plot_composition", "plot_linearity", "plot_sweep",
-           "plot_changes", "edit_view", "edit_widget", "transfer_view", "transfer_widget", "tloco_view", "tloco_widget"]
+__all__ = ["show_image", "method_label", "plot_edit", "plot_transfer", "plot_composition", "plot_linearity", "plot_sweep",
+           "plot_changes", "plot_direction", "plot_methods", "plot_tloco_grid", "plot_reduced_edit", "edit_view", "edit_widget",
+           "transfer_view", "transfer_widget", "tloco_view", "tloco_widget"]
 
 
 def _new(nrows: int, ncols: int, w: float = 2.2, h: float = 2.3) -> tuple[Figure, np.ndarray]:
@@ -82,9 +84,22 @@ def plot_edit(edit: FaceEdit, thresholds=None) -> Figure:
     _diff(axes[3], edit.difference, "edit − reconstruction", edit.mask)
     plot_changes(axes[4], edit.changes, ["Δθ̂"], thresholds)
     ok = "success" if edit.local_success else "not local"
-    fig.suptitle(f"{edit.method}: {edit.part} at t = {edit.t:.2f} — {ok}; leakage {edit.metrics['leakage']:.2f}, "
+    fig.suptitle(f"{method_label(edit)}: {edit.part} at t = {edit.t:.2f} — {ok}; leakage {edit.metrics['leakage']:.2f}, "
                  f"SSIM outside {edit.metrics['ssim_outside']:.3f}", fontsize=9)
     return fig
+
+
+def method_label(edit: FaceEdit) -> str:
+    """How the edit's direction was found, in words: the method and its nullspace rank r′."""
+    r_null = getattr(edit.direction, "r_null", None)
+    names = {"loco": "LOCO", "no_projection": "masked J, no projection", "pmp_unmasked": "∂x̂₀/∂x_t unmasked",
+             "eps_unmasked": "∂ε/∂x_t unmasked"}
+    name = names.get(edit.method, edit.method)
+    if r_null is None:
+        return name
+    if edit.method == "loco" and r_null == 0:
+        return "LOCO without nullspace projection (r′ = 0)"
+    return f"{name} (r′ = {r_null})"
 
 
 def plot_transfer(study: TransferStudy) -> Figure:
@@ -128,57 +143,153 @@ def _images_then_plot(n: int, w_image: float, w_plot: float, h: float) -> tuple[
     return fig, fig.subplots(1, n + 1, gridspec_kw={"width_ratios": [1] * n + [w_plot / w_image * 1.3]})
 
 
-def plot_linearity(study: LinearityStudy) -> Figure:
-    """The λ sweep as images, and the main factor's change against λ."""
+def plot_linearity(study: LinearityStudy, r2: dict | None = None, thresholds=None) -> Figure:
+    """The λ sweep as images, and the change of *every* factor of the edited part against λ.
+
+    ``r2`` (optional) maps factor names to the R² of their straight-line fit (computed by
+    :func:`lococourse.course.edits.factor_r2`), shown in the legend; ``thresholds`` draws ±τ of the main factor.
+    θ̂ are the factors estimated from the images (lococourse.eval), Δθ̂ their change against λ = 0.
+    """
+    from lococourse.eval.factors import factors_of_part
+
     L = len(study.strengths)
-    fig, axes = _images_then_plot(L, 2.0, 3.5, 2.4)
+    fig, axes = _images_then_plot(L, 2.0, 3.8, 2.5)
     for j, lam in enumerate(study.strengths):
         show_image(axes[j], study.edited[j], f"λ = {lam:g}")
-    i = FACTOR_NAMES.index(study.main_factor)
     lams = np.array(study.strengths)
-    axes[-1].plot(lams, study.changes[:, i].numpy(), "o-", label=study.main_factor)
-    axes[-1].axhline(0, color="k", lw=0.5)
-    axes[-1].set_xlabel("λ")
-    axes[-1].set_ylabel("estimated Δ factor")
-    axes[-1].legend(fontsize=7)
-    fig.suptitle(f"{study.part}: R² of {study.main_factor} vs λ = {study.factor_r2:.3f}; pixel R² = {study.pixel_r2:.3f}",
+    ax = axes[-1]
+    for name in factors_of_part(study.part):
+        i = FACTOR_NAMES.index(name)
+        label = name + (f" (R² {r2[name]:.2f})" if r2 and name in r2 else "")
+        ax.plot(lams, study.changes[:, i].numpy(), "o-", label=label, lw=2 if name == study.main_factor else 1)
+    if thresholds is not None:
+        tau = float(torch.as_tensor(getattr(thresholds, "tau", thresholds)).expand(len(FACTOR_NAMES))[
+            FACTOR_NAMES.index(study.main_factor)])
+        ax.axhspan(-tau, tau, color="0.88", zorder=0, label="±τ (no change)")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("λ")
+    ax.set_ylabel("Δθ̂ (estimated change)")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{study.part} direction swept over λ: every {study.part} factor (pixel R² = {study.pixel_r2:.2f})",
                  fontsize=9)
     return fig
 
 
-def plot_sweep(study: SweepStudy) -> Figure:
-    """The edit at each value of the parameter (t or r'), with leakage and the masked part's change."""
+def plot_sweep(study: SweepStudy, rms: tuple | None = None) -> Figure:
+    """The edit at each value of the parameter (t or r′); leakage on one axis, the part's change on another.
+
+    ``rms`` (optional, from :func:`lococourse.course.edits.rms_inside_outside`): (inside, outside) lists of the
+    RMS pixel change, drawn on a third axis — leakage is their ratio.
+    """
     m = len(study.values)
-    fig, axes = _images_then_plot(m, 2.1, 4.5, 2.5)
+    n_plots = 3 if rms is not None else 2
+    fig = Figure(figsize=(2.0 * m + 3.4 * n_plots, 2.7), layout="constrained")
+    axes = fig.subplots(1, m + n_plots, gridspec_kw={"width_ratios": [1] * m + [1.6] * n_plots})
     for j, v in enumerate(study.values):
         tag = "✓" if study.local_success[j] else "✗"
         show_image(axes[j], study.edited[j], f"{study.parameter} = {v:g} {tag}")
-    ax = axes[-1]
     xs = np.arange(m)
-    ax.plot(xs, study.leakage, "o-", label="leakage")
-    ax.plot(xs, study.masked_change, "s-", label=f"max |Δθ| of the {study.part}")
-    ax.set_xticks(xs, [f"{v:g}" for v in study.values])
-    ax.set_xlabel(study.parameter)
-    ax.legend(fontsize=7)
-    fig.suptitle(f"{study.part} edit (λ = {study.strength:g}) across {study.parameter}", fontsize=9)
+    labels = [f"{v:g}" for v in study.values]
+    ax = axes[m]
+    ax.plot(xs, study.leakage, "o-", color="tab:red")
+    ax.set(xlabel=study.parameter, ylabel="leakage (RMS out / RMS in)", ylim=(0, None))
+    ax.set_xticks(xs, labels)
+    ax = axes[m + 1]
+    ax.plot(xs, study.masked_change, "s-", color="tab:blue")
+    ax.set(xlabel=study.parameter, ylabel=f"max |Δθ̂| of the {study.part} factors", ylim=(0, None))
+    ax.set_xticks(xs, labels)
+    if rms is not None:
+        ax = axes[m + 2]
+        ax.plot(xs, rms[0], "o-", label="inside Ω")
+        ax.plot(xs, rms[1], "s--", label="outside Ω")
+        ax.set(xlabel=study.parameter, ylabel="RMS pixel change", ylim=(0, None))
+        ax.set_xticks(xs, labels)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{study.part} edit (λ = {study.strength:g}) across {study.parameter} (✓: local-edit success; "
+                 "θ̂: factors estimated from the image)", fontsize=9)
+    return fig
+
+
+def plot_direction(direction, reconstruction: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   unprojected=None, title: str = "") -> Figure:
+    """An editing direction v_p as an image (the paper's Figure 8): RGB on a symmetric scale, and its
+    channel mean on a diverging scale with Ω outlined; optionally next to the face and the unprojected v."""
+    vs = [("v_p" if unprojected is not None else "v", direction)]
+    if unprojected is not None:
+        vs.append(("v (r′ = 0)", unprojected))
+    n = len(vs) * 2 + (reconstruction is not None)
+    fig, ax = _new(1, n, 2.3, 2.5)
+    ax = ax[0]
+    j = 0
+    if reconstruction is not None:
+        show_image(ax[0], reconstruction, "the face (λ = 0)", mask)
+        j = 1
+    for name, d in vs:
+        v = getattr(d, "v", d).detach().float()
+        scale = max(float(v.abs().max()), 1e-12)
+        show_image(ax[j], v / scale, f"{name} as RGB (±max)", mask)
+        _diff(ax[j + 1], v, f"{name}: channel mean", mask)
+        j += 2
+    fig.suptitle(title or "the editing direction as an image", fontsize=9)
+    return fig
+
+
+def plot_methods(edits: dict, directions: bool = True) -> Figure:
+    """Several ways of finding a direction side by side (App. G.2): per row the edit, its difference image
+    (one colour scale for all rows) and, with ``directions``, the direction v itself."""
+    rows = list(edits.items())
+    if not rows:
+        raise ValueError("plot_methods needs at least one edit")
+    vmax = max(float(e.difference.mean(0).abs().max()) for _, e in rows) or 1e-6
+    fig, ax = _new(len(rows), 3 + directions, 2.3, 2.4)
+    for i, (label, e) in enumerate(rows):
+        show_image(ax[i, 0], e.reconstruction, f"{label}: λ = 0", e.mask)
+        show_image(ax[i, 1], e.edited, f"λ = {e.strength:g}: {'local ✓' if e.local_success else 'not local'}")
+        _diff(ax[i, 2], e.difference, f"edit − recon (leakage {e.metrics['leakage']:.2f})", e.mask, vmax=vmax)
+        if directions:
+            _diff(ax[i, 3], e.direction.v, "the direction v (channel mean)", e.mask)
+    fig.suptitle("directions from different Jacobians, same face, part and λ", fontsize=9)
+    return fig
+
+
+def plot_reduced_edit(res, mask: torch.Tensor, random_weights: bool = False) -> Figure:
+    """A full-mode LOCO edit (:class:`lococourse.course.edits.ReducedEdit`): x₀, the λ = 0 reconstruction, each
+    edit, its difference and the direction v_p (channel mean), Ω outlined."""
+    L = len(res.strengths)
+    fig, ax = _new(1, 3 + 2 * L, 2.2, 2.4)
+    ax = ax[0]
+    show_image(ax[0], res.x0.float().cpu(), "x₀", mask)
+    show_image(ax[1], res.reconstruction.float().cpu(), f"DDIM(x_t, 0), {res.num_steps} steps")
+    for j, lam in enumerate(res.strengths):
+        show_image(ax[2 + 2 * j], res.edited[j].float().cpu(), f"λ = {lam:g} (leakage {res.leakage[j]:.2f})")
+        _diff(ax[3 + 2 * j], (res.edited[j] - res.reconstruction).float().cpu(), "edit − recon", mask)
+    _diff(ax[-1], res.direction.v.float().cpu(), "v_p (channel mean)", mask)
+    what = "RANDOM-WEIGHT stand-in: the pictures mean nothing" if random_weights else "the paper's checkpoint"
+    fig.suptitle(f"LOCO Edit at t = {res.t:.2f}, {res.num_steps} DDIM steps, σ = {res.direction.sigma:.3g} — {what}",
+                 fontsize=9)
+    return fig
+
+
+def plot_tloco_grid(results: dict, masks: dict, random_weights: bool = True) -> Figure:
+    """T-LOCO edits, one row per "family variant" (``results``: label → (family, TEditResult)), one column per λ,
+    with Ω (``masks``: family → (H, W) mask of the decoded image) outlined in every image."""
+    rows = list(results.items())
+    if not rows:
+        raise ValueError("plot_tloco_grid needs at least one result")
+    ncols = max(len(res.strengths) for _, (_, res) in rows)
+    fig, ax = _new(len(rows), ncols, 2.0, 2.1)
+    for i, (label, (family, res)) in enumerate(rows):
+        for j in range(ncols):
+            if j < len(res.strengths):
+                show_image(ax[i, j], res.edited[j].float().cpu(), f"{label} λ={res.strengths[j]:g}", masks[family])
+            else:
+                ax[i, j].axis("off")
+    fig.suptitle("RANDOM-WEIGHT networks: patterns, not photos (Ω outlined)" if random_weights else
+                 "the paper's checkpoints (Ω outlined)", fontsize=9)
     return fig
 
 
 # ---------------------------------------------------------------------------------------- notebook 06 front-end
-def _interactive(view, **controls):
-    """``ipywidgets.interactive`` over a view that returns a Figure: display it, keep it as ``widget.result``."""
-    from IPython.display import display
-    from ipywidgets import interactive
-
-    def show(**kwargs) -> Figure:
-        fig = view(**kwargs)
-        display(fig)
-        return fig
-
-    return interactive(show, **controls)
-
-
-
 _DIRECTIONS: dict = {}
 
 
@@ -208,7 +319,7 @@ def edit_widget(model, seed: int = 0, part: str = "hair", index: int = 0, streng
     """ipywidgets.interactive over :func:`edit_view`: image seed, mask part, direction index k, λ, t, r'."""
     from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed
 
-    return _interactive(
+    return interactive_view(
         edit_view, model=fixed(model),
         seed=IntSlider(value=seed, min=0, max=99, description="image seed", continuous_update=False),
         part=Dropdown(options=list(PARTS), value=part, description="mask"),
@@ -246,7 +357,7 @@ def transfer_widget(model, source_seed: int = 3, target_seed: int = 4, part: str
     """ipywidgets.interactive over :func:`transfer_view`: source face, target face, part, λ, t."""
     from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed
 
-    return _interactive(
+    return interactive_view(
         transfer_view, model=fixed(model),
         source_seed=IntSlider(value=source_seed, min=0, max=99, description="source", continuous_update=False),
         target_seed=IntSlider(value=target_seed, min=0, max=99, description="target", continuous_update=False),
@@ -278,7 +389,7 @@ def tloco_widget(models: dict, results: dict, strength: float = 5.0, seed: int =
     """ipywidgets.interactive over :func:`tloco_view`: which result, and λ."""
     from ipywidgets import Dropdown, FloatSlider, fixed
 
-    return _interactive(
+    return interactive_view(
         tloco_view, models=fixed(models), results=fixed(results), seed=fixed(seed),
         name=Dropdown(options=sorted(results), value=sorted(results)[0], description="edit"),
         strength=FloatSlider(value=strength, min=-30, max=30, step=0.5, description="λ", continuous_update=False),

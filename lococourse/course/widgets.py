@@ -5,24 +5,33 @@ Each widget comes as a pair:
 * a *view* ``*_view(...) -> Figure``: validates its parameters, calls one or two lab functions and
   one viz function.  Views raise clear ``ValueError``s and are what the tests call.
 * a *builder* ``*_widget(...) -> ipywidgets.interactive``: sliders and menus wired to the view.
-  The builder runs the view once at construction; ``widget.result`` holds the last Figure.
+  The builder checks its start values (a slider would clip them silently), runs the view once at
+  construction; ``widget.result`` holds the last Figure.
 
-ipywidgets only prints an exception raised inside a callback, so nothing but wiring lives here.
+Every builder goes through :func:`interactive_view`: an exception raised by a view inside a slider's
+callback is *printed* under the widget (its type and message) and ``widget.result`` becomes None —
+never re-raised, so a bad combination of slider values cannot fail a notebook run (nbval, Run All).
+
+Notebooks 01–03 (:func:`posterior_widget`, :func:`jacobian_widget`, :func:`linearity_widget`), 04
+(:func:`compare_widget`) and 05 (:func:`figure2_widget`); the edit widgets of 06–08 live in
+:mod:`lococourse.course.viz_edit` and use the same :func:`interactive_view`.
 """
 from __future__ import annotations
 
 import torch
 from IPython.display import display
-from ipywidgets import Dropdown, FloatSlider, fixed, interactive
+from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed, interactive
 from matplotlib.figure import Figure
 
 from lococourse.core.schedule import check_t
-from lococourse.course import lab, viz
+from lococourse.course import lab, viz, viz_compare
+from lococourse.course.compare import ComparisonSweep, LearnedVsExact
+from lococourse.course.figure2 import Figure2Run
 from lococourse.theory.molrg import MoLRG
 
 __all__ = [
-    "MIXTURES", "posterior_view", "posterior_widget", "jacobian_view", "jacobian_widget",
-    "linearity_view", "linearity_widget",
+    "MIXTURES", "interactive_view", "posterior_view", "posterior_widget", "jacobian_view", "jacobian_widget",
+    "linearity_view", "linearity_widget", "compare_widget", "figure2_widget",
 ]
 
 #: Menu of low-dimensional mixtures for :func:`posterior_widget`: label → (ranks, d).
@@ -33,10 +42,19 @@ MIXTURES: dict[str, tuple[tuple[int, ...], int]] = {
 }
 
 
-def _interactive(view, **controls) -> interactive:
-    """``interactive`` over a view that returns a Figure: display it, and keep it as ``widget.result``."""
-    def show(**kwargs) -> Figure:
-        fig = view(**kwargs)
+def interactive_view(view, **controls) -> interactive:
+    """``ipywidgets.interactive`` over a view that returns a Figure: display it and keep it as ``widget.result``.
+
+    An exception raised by the view (a bad combination of slider values) is printed under the widget as
+    ``"<type>: <message>"`` and ``widget.result`` becomes None; it is never re-raised, so it cannot fail the
+    cell that built the widget (nbval, Run All).  Builders validate their start values before calling this.
+    """
+    def show(**kwargs) -> Figure | None:
+        try:
+            fig = view(**kwargs)
+        except Exception as e:  # noqa: BLE001 — a widget callback reports, it does not raise
+            print(f"{type(e).__name__}: {e}")
+            return None
         display(fig)
         return fig
 
@@ -88,7 +106,7 @@ def posterior_widget(t: float = 0.2, mixture: str = "line + plane in 3-D (r = 1,
         raise ValueError(f"mixture must be one of {list(MIXTURES)}; got {mixture!r}")
     if not 0.05 <= pi1 <= 0.95:
         raise ValueError(f"the π₁ slider covers [0.05, 0.95]; got pi1 = {pi1}")
-    return _interactive(
+    return interactive_view(
         _posterior_from_menu,
         t=_t_slider(t),
         mixture=Dropdown(options=list(MIXTURES), value=mixture, description="mixture"),
@@ -114,7 +132,7 @@ def jacobian_widget(model: MoLRG, t: float = 0.5, sweep: lab.SpectrumSweep | Non
     slider = _t_slider(t)
     if sweep is None:
         sweep = lab.spectrum_vs_t(model, torch.linspace(0.05, 1.0, 20, dtype=torch.float64), n_samples=1, seed=seed)
-    return _interactive(jacobian_view, model=fixed(model), t=slider, sweep=fixed(sweep), seed=fixed(seed))
+    return interactive_view(jacobian_view, model=fixed(model), t=slider, sweep=fixed(sweep), seed=fixed(seed))
 
 
 # ---------------------------------------------------------------------------------------- 03
@@ -141,9 +159,56 @@ def linearity_widget(model: MoLRG, t: float = 0.7, lam: float = 20.0, direction:
         raise ValueError(f"direction must be 'random' or 'in_subspace'; got {direction!r}")
     if not 0 <= lam <= lam_max:
         raise ValueError(f"lam must lie in [0, lam_max] = [0, {lam_max}]; got {lam}")
-    return _interactive(
+    return interactive_view(
         linearity_view, model=fixed(model), t=_t_slider(t),
         lam=FloatSlider(value=lam, min=0.0, max=lam_max, step=1.0, description="λ", continuous_update=False),
         direction=Dropdown(options=["random", "in_subspace"], value=direction, description="Δx"),
         lam_max=fixed(lam_max), n_samples=fixed(1), seed=fixed(seed),
+    )
+
+
+# ---------------------------------------------------------------------------------------- 04
+def compare_widget(pairs: dict, sweeps: dict | None = None, name: str | None = None, t: float = 0.5, point: int = 0,
+                   n: int = 4, seed: int = 0) -> interactive:
+    """Notebook 04: a model menu, a t slider and a point slider over :func:`viz_compare.compare_view`.
+
+    ``pairs`` maps names to :class:`~lococourse.course.compare.LearnedVsExact`; ``sweeps`` (optional) maps the
+    same names to their :class:`~lococourse.course.compare.ComparisonSweep` (the curves the view marks t on).
+    """
+    if not pairs or not all(isinstance(p, LearnedVsExact) for p in pairs.values()):
+        raise ValueError("pairs must be a non-empty dict name → LearnedVsExact (compare.learned_vs_exact)")
+    name = next(iter(pairs)) if name is None else name
+    if name not in pairs:
+        raise ValueError(f"name must be one of {list(pairs)}; got {name!r}")
+    if sweeps is not None and not all(isinstance(s, ComparisonSweep) for s in sweeps.values()):
+        raise ValueError("sweeps must be a dict name → ComparisonSweep (compare.compare_vs_t) or None")
+    check_t(t)
+    if not 0.05 <= t <= 1:
+        raise ValueError(f"the t slider covers [0.05, 1]; got t = {t}")
+    if isinstance(point, bool) or not isinstance(point, int) or not 0 <= point < n:
+        raise ValueError(f"point must be an integer in 0..{n - 1}; got {point!r}")
+    return interactive_view(
+        viz_compare.compare_view,
+        pair=Dropdown(options=pairs, value=pairs[name], description="model"),
+        t=FloatSlider(value=t, min=0.05, max=1.0, step=0.05, description="t", continuous_update=False),
+        point=IntSlider(value=point, min=0, max=n - 1, description="point", continuous_update=False),
+        sweep=fixed(sweeps), n=fixed(n), seed=fixed(seed),
+    )
+
+
+# ---------------------------------------------------------------------------------------- 05
+def figure2_widget(run: Figure2Run, t: float = 0.7, point: int = 0, k: int = 4) -> interactive:
+    """Notebook 05: t and trajectory sliders over :func:`viz_compare.figure2_view` (dense Jacobian, x_t, x̂₀, v_1…v_k)."""
+    if not isinstance(run, Figure2Run):
+        raise TypeError(f"run must be a Figure2Run (figure2.figure2_run); got {type(run).__name__}")
+    check_t(t)
+    if not 0.05 <= t <= 1:
+        raise ValueError(f"the t slider covers [0.05, 1]; got t = {t}")
+    if isinstance(point, bool) or not isinstance(point, int) or not 0 <= point < run.n:
+        raise ValueError(f"point must be an integer in 0..{run.n - 1} (the run has {run.n} trajectories); got {point!r}")
+    return interactive_view(
+        viz_compare.figure2_view, run=fixed(run),
+        t=FloatSlider(value=t, min=0.05, max=1.0, step=0.05, description="t", continuous_update=False),
+        point=IntSlider(value=point, min=0, max=run.n - 1, description="trajectory", continuous_update=False),
+        k=fixed(k),
     )

@@ -1,7 +1,11 @@
 #!/usr/bin/env python
 """Check the course widgets in a real browser: JupyterLab + headless Chromium, driven by Selenium.
 
-    python tests/browser/check_widgets.py [--notebook 01_molrg_posterior_mean] [--timeout 600] [--keep-open]
+    python tests/browser/check_widgets.py [--notebook 01_molrg_posterior_mean --notebook 06_loco_edit] [--timeout 600]
+
+By default it checks two notebooks, one after the other: 01 (the posterior widget: a slider of t) and 06 (LOCO
+Edit's edit widget: its first slider picks the face, so moving it inverts a new face, finds a new direction and
+re-samples — about half a minute on a CPU).  Screenshots: ``tests/browser/screenshot_01.png`` and ``..._06.png``.
 
 1. Make sure Chromium and its driver are installed: Debian's ``chromium`` and ``chromium-driver``
    (``apt-get install`` when missing and we are root; no browser is downloaded from anywhere else), and
@@ -204,23 +208,12 @@ def move_slider(driver, box) -> str:
 
 
 # ---------------------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--notebook", default="01_molrg_posterior_mean", help="notebook in notebooks/ (without .ipynb)")
-    ap.add_argument("--timeout", type=float, default=600, help="seconds for running all cells")
-    ap.add_argument("--screenshot", type=Path, default=HERE / "screenshot.png")
-    args = ap.parse_args(argv)
+DEFAULT_NOTEBOOKS = ("01_molrg_posterior_mean", "06_loco_edit")
 
-    src = REPO / "notebooks" / f"{args.notebook}.ipynb"
-    if not src.exists():
-        raise SystemExit(f"no notebook {src}")
-    try:
-        browser, driver_path = ensure_chromium()
-        ensure_selenium()
-    except (subprocess.CalledProcessError, OSError) as e:
-        print(f"FAIL (setup): {e}")
-        return 2
 
+def check_notebook(src: Path, screenshot: Path, browser: str, driver_path: str, timeout: float) -> tuple[bool, list[str]]:
+    """Run all cells of a copy of ``src`` in JupyterLab + headless Chromium, move the widget's first slider, and check
+    that its plot is redrawn.  Returns (passed, details)."""
     work = Path(tempfile.mkdtemp(prefix="lococourse-browser-check-"))
     shutil.copy(src, work / src.name)
     token, port = secrets.token_hex(16), _free_port()
@@ -237,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         driver.execute_script("return window.jupyterapp.commands.execute('notebook:run-all-cells');")
         _wait(lambda: (s := driver.execute_script(JS_NOTEBOOK_STATE)) and s["kernel"] == "idle"
-              and s["executed"] == s["n"] and s["running"] == 0 and s, args.timeout, "all cells to run")
+              and s["executed"] == s["n"] and s["running"] == 0 and s, timeout, "all cells to run")
         state = driver.execute_script(JS_NOTEBOOK_STATE)
         details.append(f"ran {state['executed']}/{state['n']} code cells in {time.monotonic() - t0:.0f} s, "
                        f"{state['errors']} error output(s)")
@@ -250,12 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         details.append(how)
         _log(how)
         after = _wait(lambda: (a := driver.execute_script(JS_WIDGET_IMAGE, find_widget(driver))) and a != before and a,
-                      180, "the plot to be redrawn after the slider moved")
+                      300, "the plot to be redrawn after the slider moved")
         time.sleep(1.0)
         box = find_widget(driver)
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
-        args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-        box.screenshot(str(args.screenshot))
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        box.screenshot(str(screenshot))
         h0, h1 = (hashlib.sha256(x.encode()).hexdigest()[:12] for x in (before, after))
         details.append(f"plot image changed: sha256 {h0} → {h1} ({len(before)} → {len(after)} chars of data URL)")
         result = state["errors"] == 0 and after.startswith("data:image/png") and after != before
@@ -264,18 +257,43 @@ def main(argv: list[str] | None = None) -> int:
     except TimeoutError as e:
         details.append(str(e))
         if driver is not None:
-            driver.save_screenshot(str(args.screenshot))
-            details.append(f"full-page screenshot of the failure saved to {args.screenshot}")
+            driver.save_screenshot(str(screenshot))
+            details.append(f"full-page screenshot of the failure saved to {screenshot}")
     finally:
         if driver is not None:
             driver.quit()
         stop_lab(lab)
+    details.append(f"screenshot: {screenshot} (before the move: {work / 'screenshot_before.png'})")
+    return result, details
 
-    print(("PASS" if result else "FAIL") + f": {src.name} in headless Chromium")
-    for d in details:
-        print(f"  - {d}")
-    print(f"  - screenshot: {args.screenshot} (before the move: {work / 'screenshot_before.png'})")
-    return 0 if result else 1
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--notebook", action="append", default=None,
+                    help=f"notebook in notebooks/ (without .ipynb); repeat for several; default: {' and '.join(DEFAULT_NOTEBOOKS)}")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds for running all cells of one notebook")
+    ap.add_argument("--screenshot-dir", type=Path, default=HERE, help="where screenshot_<NN>.png go")
+    args = ap.parse_args(argv)
+
+    sources = [REPO / "notebooks" / f"{name}.ipynb" for name in (args.notebook or DEFAULT_NOTEBOOKS)]
+    missing = [str(s) for s in sources if not s.exists()]
+    if missing:
+        raise SystemExit(f"no notebook {', '.join(missing)}")
+    try:
+        browser, driver_path = ensure_chromium()
+        ensure_selenium()
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"FAIL (setup): {e}")
+        return 2
+    passed = True
+    for src in sources:
+        ok, details = check_notebook(src, args.screenshot_dir / f"screenshot_{src.name[:2]}.png", browser, driver_path,
+                                     args.timeout)
+        passed &= ok
+        print(("PASS" if ok else "FAIL") + f": {src.name} in headless Chromium")
+        for d in details:
+            print(f"  - {d}")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

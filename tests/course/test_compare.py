@@ -43,6 +43,8 @@ def tiny_folder(tmp_path_factory):
                        norm_num_groups=4)
     path = tmp_path_factory.mktemp("tiny_unet")
     unet.save_pretrained(path, safe_serialization=True)
+    # a model folder says what its UNet predicts (the registry refuses to guess): a diffusers scheduler config
+    (path / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDIMScheduler", "prediction_type": "epsilon"}))
     return path
 
 
@@ -308,3 +310,55 @@ def test_viz_compare_figures(d48, tiny_folder):
     run = figure2.figure2_run(str(tiny_folder), [0.5], n=1, seed=0, lambdas=[0, 10])
     assert isinstance(viz_compare.plot_figure2_spectra(run), Figure)
     assert isinstance(viz_compare.figure2_view(run, 0.5, 0, k=2), Figure)
+
+
+def test_hspace_at_against_autograd_and_finite_differences(tiny_folder):
+    """App. D.3's three Jacobians: ∂x̂₀/∂x_t by torch.autograd.functional.jacobian; ∂h/∂x_t and ∂x̂₀/∂h by central
+    finite differences through a forward hook written here (not compare's)."""
+    from lococourse.models.registry import load_model
+
+    model = load_model(str(tiny_folder))
+    for p in model.unet.parameters():
+        p.data = p.data.double()
+    f = model.pmp(0.6)
+    x = torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    hs = compare.hspace_at(model, x, 0.6)
+    J_xx = torch.autograd.functional.jacobian(lambda z: f(z.unsqueeze(0))[0], x).reshape(64, 64).numpy()
+    store = {}
+
+    def hook(module, inputs, output):
+        store["h"] = output
+        return store.get("replace", output)
+
+    handle = model.unet.mid_block.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            f(x.unsqueeze(0))
+            h0 = store["h"][0].clone()
+            eps = 1e-6
+            cols_hx = []
+            for i in range(64):
+                e = torch.zeros(64, dtype=torch.float64)
+                e[i] = eps
+                f((x + e.reshape(x.shape)).unsqueeze(0))
+                hp = store["h"][0].clone()
+                f((x - e.reshape(x.shape)).unsqueeze(0))
+                cols_hx.append(((hp - store["h"][0]) / (2 * eps)).reshape(-1))
+            cols_xh = []
+            for i in range(h0.numel()):
+                e = torch.zeros(h0.numel(), dtype=torch.float64)
+                e[i] = eps
+                store["replace"] = (h0 + e.reshape(h0.shape)).unsqueeze(0)
+                yp = f(x.unsqueeze(0))[0]
+                store["replace"] = (h0 - e.reshape(h0.shape)).unsqueeze(0)
+                cols_xh.append(((yp - f(x.unsqueeze(0))[0]) / (2 * eps)).reshape(-1))
+                store.pop("replace")
+    finally:
+        handle.remove()
+    J_hx, J_xh = torch.stack(cols_hx, 1).numpy(), torch.stack(cols_xh, 1).numpy()
+    assert hs.d_x == 64 and hs.d_h == h0.numel()
+    for J, fro, rank in ((J_xx, hs.fro_x0_x, hs.rank_x0_x), (J_hx, hs.fro_h_x, hs.rank_h_x), (J_xh, hs.fro_x0_h, hs.rank_x0_h)):
+        assert fro == pytest.approx(np.linalg.norm(J), rel=1e-5)
+        assert rank == _rank_by_hand(np.linalg.svd(J, compute_uv=False))
+    with pytest.raises(ValueError, match="no mid_block"):
+        compare.hspace_at(SimpleNamespace(unet=torch.nn.Linear(2, 2), pmp=model.pmp), x, 0.6)

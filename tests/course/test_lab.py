@@ -294,3 +294,72 @@ def test_linearized_images(img_model):
         lab.linearized_images(img_model, 0.5, float("inf"))
     with pytest.raises(ValueError, match="t must lie"):
         lab.linearized_images(img_model, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------- second-order Tweedie
+def _posterior_cov_by_conditioning(model: MoLRG, x: np.ndarray, ab: float) -> np.ndarray:
+    """Cov[x₀|x_t] by Gaussian conditioning per class and the law of total covariance (numpy, no Lemma)."""
+    d = len(x)
+    logp, means, covs = [], [], []
+    for M, w in zip([m.numpy() for m in model.bases], model.weights.tolist()):
+        P = M @ M.T
+        S = ab * P + (1 - ab) * np.eye(d)
+        logp.append(math.log(w) - 0.5 * x @ np.linalg.solve(S, x) - 0.5 * np.linalg.slogdet(S)[1])
+        C = math.sqrt(ab) * P
+        means.append(C @ np.linalg.solve(S, x))
+        covs.append(P - C @ np.linalg.solve(S, C.T))
+    logp = np.array(logp)
+    wk = np.exp(logp - logp.max())
+    wk /= wk.sum()
+    mean = sum(a * m for a, m in zip(wk, means))
+    return sum(a * (c + np.outer(m, m)) for a, m, c in zip(wk, means, covs)) - np.outer(mean, mean)
+
+
+@pytest.mark.parametrize("t", [0.2, 0.5])
+def test_monte_carlo_posterior_cov_against_gaussian_conditioning(t):
+    model = lab.smooth_molrg((1, 3, 3), [2, 3], seed=1)
+    x = lab.noisy_samples(model, t, n=1, seed=4).x_t[0]
+    exact = _posterior_cov_by_conditioning(model, x.numpy().reshape(-1), float(SCHEDULE.alpha_bar(t)))
+    mc = lab.monte_carlo_posterior_cov(model, x, t, n=200_000, seed=0).numpy()
+    assert np.linalg.norm(mc - exact) / np.linalg.norm(exact) < 0.03
+    assert np.allclose(mc, mc.T)
+
+
+def test_tweedie_check_agrees_with_conditioning_and_finite_differences():
+    """J = √ᾱ/(1−ᾱ) Cov: the closed-form J by finite differences, Cov by Gaussian conditioning — no lococourse Lemma."""
+    model, t = lab.smooth_molrg((1, 3, 3), [2, 3], seed=1), 0.4
+    c = lab.tweedie_check(model, t, seed=2, n_mc=100_000)
+    x = lab.noisy_samples(model, t, n=1, seed=2).x_t[0]
+    ab = float(SCHEDULE.alpha_bar(t))
+    scaled = math.sqrt(ab) / (1 - ab) * _posterior_cov_by_conditioning(model, x.numpy().reshape(-1), ab)
+    np.testing.assert_allclose(_fd_jacobian(model, x, t), scaled, atol=1e-6)
+    np.testing.assert_allclose(c.J.numpy(), scaled, atol=1e-8)
+    assert c.rel_error < 0.05 and c.mc_noise < 0.05 and c.effective_samples > 1000
+
+
+def test_gaussian_rank_vs_t_against_autograd_of_the_gaussian_posterior_mean():
+    """For x₀ ~ N(0, diag(s)) the posterior mean is √ᾱ Σ(ᾱΣ + (1−ᾱ)I)⁻¹ x (numpy); its Jacobian by autograd."""
+    s = torch.tensor([1.0, 0.5, 1e-3, 0.0], dtype=torch.float64)
+    ts = [0.002, 0.05, 0.5]
+    sw = lab.gaussian_rank_vs_t(s, ts)
+    for t, sv, rank in zip(ts, sw.singular_values, sw.numerical_rank):
+        ab = float(SCHEDULE.alpha_bar(t))
+        Sig = torch.diag(s)
+        A = math.sqrt(ab) * Sig @ torch.linalg.inv(ab * Sig + (1 - ab) * torch.eye(4, dtype=torch.float64))
+        J = torch.autograd.functional.jacobian(lambda x: A @ x, torch.ones(4, dtype=torch.float64))
+        S = np.linalg.svd(J.numpy(), compute_uv=False)
+        np.testing.assert_allclose(sv.numpy(), S, atol=1e-12)
+        assert int(rank) == _np_numerical_rank(S)
+    assert float(sw.rank_ratio[0]) > float(sw.rank_ratio[-1])  # the small variance counts only near t = 0
+
+
+@pytest.mark.parametrize("bad, match", [([], "spectrum"), ([-1.0, 1.0], "spectrum"), ([0.0, 0.0], "at least one positive")])
+def test_gaussian_rank_vs_t_rejects_bad_spectra(bad, match):
+    with pytest.raises(ValueError, match=match):
+        lab.gaussian_rank_vs_t(bad, [0.5])
+
+
+def test_linearity_sweep_keeps_the_points_behind_the_mean(img_model):
+    sw = lab.linearity_vs_t(img_model, [0.3, 0.7], [0.0, 5.0, 10.0], n_samples=3, seed=0, direction="in_subspace")
+    assert sw.rel_error_points.shape == (2, 3, 3)
+    torch.testing.assert_close(sw.rel_error_points.mean(1), sw.rel_error)

@@ -155,3 +155,49 @@ def test_viz_rejects_bad_input(small_img):
         viz.plot_images({"a": torch.zeros(4, 4)}, scale=0.0)
     with pytest.raises(ValueError, match="at least one ErrorScaling"):
         viz.plot_error_scaling([])
+
+
+# ---------------------------------------------------------------------------------------- errors in callbacks
+def test_interactive_view_prints_an_exception_instead_of_raising(capsys):
+    from ipywidgets import IntSlider
+
+    def view(k):
+        if k > 2:
+            raise ValueError(f"k must be at most 2; got {k}")
+        return Figure()
+
+    w = widgets.interactive_view(view, k=IntSlider(value=1, min=0, max=5))
+    assert isinstance(w.result, Figure)
+    w.kwargs_widgets[0].value = 4  # the callback raises: printed, never re-raised
+    assert w.result is None
+    assert "ValueError: k must be at most 2; got 4" in capsys.readouterr().out
+    w.kwargs_widgets[0].value = 0
+    assert isinstance(w.result, Figure)
+
+
+# ---------------------------------------------------------------------------------------- 04, 05
+def test_compare_widget_and_figure2_widget():
+    from types import SimpleNamespace
+
+    from lococourse.course import compare
+    from lococourse.theory.molrg import MoLRG
+
+    ex = MoLRG.random((3, 4, 4), [2, 3], seed=1)
+    pair = compare.LearnedVsExact("exact-as-learned", SimpleNamespace(pmp=ex.pmp, shape=ex.shape), ex)
+    w = widgets.compare_widget({"a": pair}, None, t=0.5, n=2)
+    assert isinstance(w.result, Figure)
+    c = _controls(w)
+    assert {"model", "t", "point"} <= set(c)
+    c["t"].value = 0.8
+    c["point"].value = 1
+    assert isinstance(w.result, Figure)
+    with pytest.raises(ValueError, match="name must be one of"):
+        widgets.compare_widget({"a": pair}, name="b")
+    with pytest.raises(ValueError, match="slider covers"):
+        widgets.compare_widget({"a": pair}, t=0.01)
+    with pytest.raises(ValueError, match="point must be"):
+        widgets.compare_widget({"a": pair}, point=5, n=2)
+    with pytest.raises(ValueError, match="LearnedVsExact"):
+        widgets.compare_widget({})
+    with pytest.raises(TypeError, match="Figure2Run"):
+        widgets.figure2_widget("run")
