@@ -182,7 +182,9 @@ def describe_model_folder(folder: str | Path, prediction_type: str) -> None:
         raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}; got {prediction_type!r}")
     folder = Path(folder)
     weights = folder / "diffusion_pytorch_model.safetensors"
-    save_file(load_file(weights), weights, metadata={"format": "pt", PREDICTION_TYPE_KEY: prediction_type})
+    # one metadata key only: safetensors writes several in a hash map's order, which differs from run to run and
+    # would make identical weights differ in their bytes (and in the sha256 a recipe records)
+    save_file(load_file(weights), weights, metadata={PREDICTION_TYPE_KEY: prediction_type})
     sched = {"_class_name": "DDPMScheduler", "num_train_timesteps": SCHEDULE.num_steps, "beta_start": SCHEDULE.beta_start,
              "beta_end": SCHEDULE.beta_end, "beta_schedule": "linear", "prediction_type": prediction_type}
     (folder / "scheduler_config.json").write_text(json.dumps(sched, indent=2))
