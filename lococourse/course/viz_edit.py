@@ -20,7 +20,7 @@ from lococourse.eval.faces import FaceEdit, apply_face_edit, find_face_direction
 from lococourse.eval.studies import CompositionStudy, LinearityStudy, SweepStudy, TransferStudy
 
 __all__ = ["show_image", "method_label", "plot_edit", "plot_transfer", "plot_composition", "plot_linearity", "plot_sweep",
-           "plot_changes", "plot_direction", "plot_methods", "plot_tloco_grid", "plot_reduced_edit", "edit_view", "edit_widget",
+           "plot_changes", "plot_direction", "plot_methods", "plot_tloco_grid", "plot_full_edit", "edit_view", "edit_widget",
            "transfer_view", "transfer_widget", "tloco_view", "tloco_widget"]
 
 
@@ -252,20 +252,20 @@ def plot_methods(edits: dict, directions: bool = True) -> Figure:
     return fig
 
 
-def plot_reduced_edit(res, mask: torch.Tensor, random_weights: bool = False) -> Figure:
-    """A full-mode LOCO edit (:class:`lococourse.course.edits.ReducedEdit`): x₀, the λ = 0 reconstruction, each
-    edit, its difference and the direction v_p (channel mean), Ω outlined."""
+def plot_full_edit(res, mask: torch.Tensor, num_steps: int, leakage: Sequence[float], random_weights: bool = False) -> Figure:
+    """A full-mode LOCO edit (:class:`lococourse.editing.loco.EditResult` of ``loco_edit(..., num_steps=…)``): x₀, the
+    λ = 0 reconstruction, each edit with its ``leakage`` and difference, and the direction v_p, Ω outlined."""
     L = len(res.strengths)
     fig, ax = _new(1, 3 + 2 * L, 2.2, 2.4)
     ax = ax[0]
     show_image(ax[0], res.x0.float().cpu(), "x₀", mask)
-    show_image(ax[1], res.reconstruction.float().cpu(), f"DDIM(x_t, 0), {res.num_steps} steps")
+    show_image(ax[1], res.reconstruction.float().cpu(), f"DDIM(x_t, 0), {num_steps} steps")
     for j, lam in enumerate(res.strengths):
-        show_image(ax[2 + 2 * j], res.edited[j].float().cpu(), f"λ = {lam:g} (leakage {res.leakage[j]:.2f})")
+        show_image(ax[2 + 2 * j], res.edited[j].float().cpu(), f"λ = {lam:g} (leakage {leakage[j]:.2f})")
         _diff(ax[3 + 2 * j], (res.edited[j] - res.reconstruction).float().cpu(), "edit − recon", mask)
     _diff(ax[-1], res.direction.v.float().cpu(), "v_p (channel mean)", mask)
     what = "RANDOM-WEIGHT stand-in: the pictures mean nothing" if random_weights else "the paper's checkpoint"
-    fig.suptitle(f"LOCO Edit at t = {res.t:.2f}, {res.num_steps} DDIM steps, σ = {res.direction.sigma:.3g} — {what}",
+    fig.suptitle(f"LOCO Edit at t = {res.t:.2f}, {num_steps} DDIM steps, σ = {res.direction.sigma:.3g} — {what}",
                  fontsize=9)
     return fig
 
