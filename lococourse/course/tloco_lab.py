@@ -14,6 +14,7 @@ Pure compute; the figure is :func:`lococourse.course.viz_edit.plot_tloco_grid`.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import time
@@ -43,6 +44,10 @@ KINDS = ("tiny", "paper", "standin")
 #: weights (≈ 4 GB) — see SD_TEXT_NEEDS_GB in tests/models/test_real_size_end_to_end.py.  A stand-in run skips that
 #: variant, and says so, on a machine with less memory.
 STANDIN_TEXT_NEEDS_GB = {"sd": 32.0}
+#: A stand-in run stops its own process (``lococourse.models.real_size.memory_guard``) above this resident memory
+#: (at most 85 % of the machine's): on a shared machine that is better than the kernel's OOM killer picking another
+#: process.  SD-2.1-base's Algorithm 3 peaks near 20 GB on a CPU.
+STANDIN_MEMORY_LIMIT_GB = 21.0
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,17 @@ def run_tloco(setup: TLocoSetup | None = None, families=FAMILIES, source: str | 
     edit = setup.prompts[1] if edit is None else edit
     keep = setup.kind == "tiny" if keep_models is None else bool(keep_models)
     results, masks, checks, models, seconds, skipped = {}, {}, {}, {}, {}, {}
+    guard = contextlib.nullcontext()
+    if setup.kind == "standin":
+        from lococourse.models.real_size import memory_guard
+
+        guard = memory_guard(min(STANDIN_MEMORY_LIMIT_GB, 0.85 * _memory_gb()), "a T-LOCO stand-in run")
+    with guard:
+        _run_families(setup, families, source, edit, keep, progress, results, masks, checks, models, seconds, skipped)
+    return TLocoRun(setup, results, masks, checks, models, seconds, skipped)
+
+
+def _run_families(setup, families, source, edit, keep, progress, results, masks, checks, models, seconds, skipped):
     for fam in families:
         t0 = time.perf_counter()
         if progress and setup.kind != "tiny":
@@ -215,4 +231,3 @@ def run_tloco(setup: TLocoSetup | None = None, families=FAMILIES, source: str | 
         seconds[fam] = time.perf_counter() - t0
         if progress and setup.kind != "tiny":
             progress(f"{fam}: done in {seconds[fam]:.0f} s")
-    return TLocoRun(setup, results, masks, checks, models, seconds, skipped)

@@ -185,10 +185,14 @@ def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = t
         raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     for p in parts:
         check_part(p)
+    need_sampler = [m for m in methods if METHOD_OPTIONS[m].get("nullspace") == "sampler"]
+    if need_sampler and not callable(getattr(model, "eps_model", None)):
+        raise TypeError(f"methods {need_sampler} linearise the whole DDIM sampler, which needs model.eps_model(); "
+                        f"{type(model).__name__} has only a PMP: drop those methods or pass a DiffusionModel")
     name = getattr(getattr(model, "spec", None), "name", "") or getattr(model, "name", "")
     views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
     sampler = None  # the whole sampler's linearisation, shared by every part (only if a method needs it)
-    if any(METHOD_OPTIONS[m].get("nullspace") == "sampler" for m in methods):
+    if need_sampler:
         sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
         sampler.label = f"sampler:{SAMPLER_STEPS}"
     out, power_s, skipped = {}, {}, []

@@ -203,7 +203,9 @@ def test_face_directions_match_closed_forms():
     ab = 0.2
     faces = fe.FaceSet([4], fb.images, fb.masks, torch.zeros(1, 9), x_t, 0.5, ab, fb.images, None)
     parts = ["hair", "eyes"]
-    fd = fe.face_directions(LinearModel(A), faces, 0, parts=parts, r=r, r_null=rn, tol=1e-11, max_iter=3000)
+    closed_form = ("loco", "no_projection", "pmp_unmasked", "eps_unmasked")  # the sampler methods need an ε-model
+    fd = fe.face_directions(LinearModel(A), faces, 0, methods=closed_form, parts=parts, r=r, r_null=rn, tol=1e-11,
+                            max_iter=3000)
     An = A.numpy()
     Aeps = (np.eye(len(An)) - math.sqrt(ab) * An) / math.sqrt(1 - ab)
     for part in parts:
@@ -222,6 +224,14 @@ def test_face_directions_match_closed_forms():
             assert abs(float(Vh[k] @ d.v.reshape(-1).numpy())) == pytest.approx(1, abs=1e-7)
         assert fd.learning_seconds("loco", part) >= fd.learning_seconds("no_projection", part) > 0
     assert fd.directions[("loco", parts[0])].extra["part"] == parts[0]
+
+
+def test_sampler_methods_need_an_eps_model():
+    """A model with only a PMP cannot run the sampler methods: a clear error before any linearisation."""
+    fb = sample_faces(1, 4, size=8)
+    faces = fe.FaceSet([4], fb.images, fb.masks, torch.zeros(1, 9), torch.zeros(1, 3, 8, 8), 0.5, 0.2, fb.images, None)
+    with pytest.raises(TypeError, match="loco_sampler.*eps_model"):
+        fe.face_directions(LinearModel(torch.eye(192)), faces, 0, methods=["loco", "loco_sampler"], parts=["hair"])
 
 
 def test_eps_view_matches_the_eps_model(molrg_faces):
