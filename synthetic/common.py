@@ -13,7 +13,6 @@ only the EMA model is shipped; re-running a recipe with the same work directory 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from lococourse.core.checks import file_sha256
 from lococourse.core.schedule import SCHEDULE
 from lococourse.jacobian.operator import dense_jacobian
 from lococourse.jacobian.subspace import numerical_rank
@@ -35,7 +35,7 @@ from lococourse.models.registry import ASSETS, WEIGHTS, LoadedModel, course_mode
 from lococourse.models.train import Sampler, TrainConfig, train
 
 __all__ = ["ASSETS", "WEIGHTS", "RecipeConfig", "stage_configs", "list_models", "load_card", "sample_images",
-           "subspace_fit", "rank_ratio_vs_t", "noised_points", "save_grid", "run_recipe", "recipe_main", "file_sha256"]
+           "subspace_fit", "rank_ratio_vs_t", "noised_points", "save_grid", "run_recipe", "recipe_main"]
 
 
 
@@ -198,14 +198,6 @@ def rank_ratio_vs_t(unet, prediction_type: str, sampler: Sampler, ts: Sequence[f
 
 
 # ------------------------------------------------------------------------------------------------ recipe driver
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _readme(card: dict) -> str:
     rr = card["rank_ratio"]
     rows = "\n".join(
@@ -250,8 +242,11 @@ Numerical rank of the dense Jacobian of x_t ↦ x̂₀ over d = {rr['d']}, avera
 def run_recipe(cfg: RecipeConfig, sampler: Sampler, out: str | Path, work: str | Path, *, time_limit_s: float | None = None,
                recipe: str = "", exact=None, extra_files: dict | None = None, sample_mode: str = "image",
                skip_eval: bool = False, log: Callable[[str], None] = print) -> dict | None:
-    """Train (resumably, in ``work``) and, once all steps are done, export the model with its card to ``out``."""
-    out, work = Path(out), Path(work)
+    """Train (resumably, in ``work``) and, once all steps are done, export the model with its card to ``out``.
+
+    The export is built in a fresh sibling folder and swapped in at the end (an existing ``out`` — the caller's
+    ``--overwrite`` — is replaced whole, never mixed with the new weights: its old card would name the old sha256)."""
+    final, work = Path(out), Path(work)
     stages = stage_configs(cfg)
     first = 0
     if (work / "state.json").exists():  # resume at the stage the saved run belongs to
@@ -266,7 +261,11 @@ def run_recipe(cfg: RecipeConfig, sampler: Sampler, out: str | Path, work: str |
             return None
     train_cfg = stages[-1]
     state = json.loads((work / "state.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = final.parent / f".{final.name}.export-{os.getpid()}"  # step 1: a fresh folder, no stale card
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
     for fname in ("config.json", WEIGHTS):
         shutil.copyfile(work / "model" / fname, out / fname)
     for fname, writer in (extra_files or {}).items():
@@ -322,6 +321,14 @@ def run_recipe(cfg: RecipeConfig, sampler: Sampler, out: str | Path, work: str |
     }
     (out / "card.json").write_text(json.dumps(card, indent=1))
     (out / "README.md").write_text(_readme(card))
+    if final.exists():  # step 2: swap the finished export in (the old folder goes only once the new one is whole)
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        final.rename(old)
+        out.rename(final)
+        shutil.rmtree(old)
+    else:
+        out.rename(final)
+    out = final
     log(f"exported {cfg.name} to {out}: low_rank={card['low_rank']} (min rank ratio {best[0]:.4f} at t={best[1]})")
     return card
 

@@ -21,11 +21,17 @@ __all__ = ["DDPMSchedule", "SCHEDULE", "check_t"]
 
 
 def check_t(t, *, allow_zero: bool = False) -> None:
-    """Raise a ValueError unless every t lies in (0, 1] (or [0, 1] with ``allow_zero``) and is finite."""
-    tt = torch.as_tensor(t, dtype=torch.float64)
+    """Raise a ValueError unless every t lies in (0, 1] (or [0, 1] with ``allow_zero``) and is finite (a TypeError
+    if t is not numbers at all, e.g. the string ``'0.5'``)."""
+    interval = "[0, 1]" if allow_zero else "(0, 1]"
+    if isinstance(t, (str, bytes, bool)):
+        raise TypeError(f"t must be a number in {interval}; got {t!r} ({type(t).__name__})")
+    try:
+        tt = torch.as_tensor(t, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"t must be a number (or a tensor of numbers) in {interval}; got {t!r}") from e
     lo_ok = (tt >= 0) if allow_zero else (tt > 0)
     if not torch.isfinite(tt).all() or not (lo_ok & (tt <= 1)).all():
-        interval = "[0, 1]" if allow_zero else "(0, 1]"
         bad = tt.flatten()[~(torch.isfinite(tt.flatten()) & lo_ok.flatten() & (tt.flatten() <= 1))]
         raise ValueError(f"t must lie in {interval}; got t = {bad.tolist()[:5]}")
 

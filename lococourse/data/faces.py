@@ -28,6 +28,8 @@ from typing import Mapping, NamedTuple
 
 import torch
 
+from lococourse.core.checks import check_positive_int, check_seed
+
 __all__ = ["FACTOR_NAMES", "FACTOR_PARTS", "PARTS", "EDGE_PX", "FaceBatch", "sample_factors", "render_faces",
            "sample_faces", "face_sampler"]
 
@@ -172,8 +174,11 @@ def sample_faces(n: int, generator: torch.Generator | int | None = None, size: i
 
     ``generator`` may be a torch.Generator or an integer seed (the same seed gives the same faces).
     """
+    check_positive_int(n, "n (the number of faces)")
     if isinstance(generator, int):
-        generator = torch.Generator().manual_seed(generator)
+        generator = torch.Generator().manual_seed(check_seed(generator, "generator (an integer seed)"))
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, an integer seed or None; got {generator!r}")
     return render_faces(sample_factors(n, generator), size)
 
 

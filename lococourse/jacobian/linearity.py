@@ -34,6 +34,8 @@ def local_linearity(f: PMP, x: torch.Tensor, dx: torch.Tensor, lambdas: Sequence
         raise ValueError("dx must be a non-zero direction; got the zero vector")
     dx = (dx / n).to(x.dtype)
     lam = torch.as_tensor(lambdas, dtype=x.dtype).flatten()
+    if lam.numel() == 0:
+        raise ValueError(f"lambdas must hold at least one step size λ; got {list(lambdas)!r}")
     check_finite(lam, "lambdas")
     f0, Jdx = _jvp(single_image(f), (x,), (dx,))
     with torch.no_grad():

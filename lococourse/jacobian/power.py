@@ -6,7 +6,7 @@ from typing import Callable, Literal
 
 import torch
 
-from lococourse.core.checks import check_finite, check_positive_int
+from lococourse.core.checks import check_finite, check_positive_int, check_real
 from lococourse.core.interfaces import PMP, LinearOperator
 from lococourse.jacobian.operator import JacobianOperator
 from lococourse.jacobian.subspace import subspace_distance
@@ -102,8 +102,7 @@ def power_method(
     if oversample < 0:
         raise ValueError(f"oversample must be ≥ 0; got {oversample}")
     check_positive_int(max_iter, "max_iter")
-    if not tol > 0:
-        raise ValueError(f"tol must be positive; got {tol}")
+    check_real(tol, "tol", low=0, low_open=True)
     p = min(k + oversample, d_in, op.d_out)
     dtype = op.dtype
     # Step 1: an orthonormal start.

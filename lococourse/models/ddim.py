@@ -59,8 +59,8 @@ class DDIMGrid:
 
     def index(self, t_edit) -> int:
         """The level nearest to t_edit ∈ [0, 1] (ties go to the less noisy level)."""
-        if torch.as_tensor(t_edit).numel() != 1:
-            raise ValueError(f"t must be one number in [0, 1]; got {torch.as_tensor(t_edit).tolist()}")
+        if torch.as_tensor(t_edit, dtype=torch.float64).numel() != 1:
+            raise ValueError(f"t must be one number in [0, 1]; got {torch.as_tensor(t_edit, dtype=torch.float64).tolist()}")
         check_t(t_edit, allow_zero=True)
         return int(torch.argmin((self.t - float(t_edit)).abs()))
 

@@ -157,9 +157,7 @@ def test_molrg_posterior_mean_is_finite_and_exact_for_huge_x(t, scale):
     assert torch.isfinite(w).all() and float(w.sum()) == pytest.approx(1.0, abs=1e-12)
 
 
-# ---------------------------------------------------------------------------------------- in modules this suite does not own
-@pytest.mark.xfail(strict=True, reason="lococourse/jacobian/linearity.py: local_linearity(lambdas=[]) raises a torch "
-                                       "RuntimeError about reshaping 0 elements, not a ValueError naming lambdas")
+# ---------------------------------------------------------------------------------------- found by this suite, fixed
 def test_local_linearity_with_no_lambdas():
     from lococourse import local_linearity
 
@@ -169,9 +167,16 @@ def test_local_linearity_with_no_lambdas():
         local_linearity(m.pmp(0.5), x, torch.randn(12, dtype=torch.float64), [])
 
 
-@pytest.mark.xfail(strict=True, reason="lococourse/core/schedule.py: check_t('0.5') raises torch's TypeError "
-                                       "\"new(): invalid data type 'str'\", not one naming t and (0, 1]")
 def test_t_as_a_string():
     m = MoLRG.random(12, [2, 3])
     with pytest.raises((ValueError, TypeError), match=r"t must .*\(0, 1\]; got '0.5'"):
         m.pmp("0.5")
+
+
+@pytest.mark.parametrize("tol", [float("nan"), float("inf"), 0.0, -1e-3])
+def test_power_method_tolerance(tol):
+    from lococourse.jacobian.power import power_method
+
+    m = MoLRG.random(12, [2, 3])
+    with pytest.raises(ValueError, match=r"tol must be a finite number > 0; got"):
+        power_method(m.pmp(0.5), torch.randn(12, dtype=torch.float64), k=2, tol=tol)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from synthetic import common
-from synthetic.common import ASSETS, WEIGHTS, file_sha256, list_models
+from lococourse.core.checks import file_sha256
+from synthetic.common import ASSETS, WEIGHTS, list_models
 
 MODELS = list_models()
 
@@ -183,3 +184,26 @@ def test_recipe_extension_is_reproducible(tmp_path):
         train(replace(cfg.train, steps=4), face_sampler(16), tmp_path / "wa", extend=True, log=lambda s: None)
     with pytest.raises(ValueError, match="another config"):
         train(replace(cfg.train, steps=7), face_sampler(16), tmp_path / "wa", log=lambda s: None)
+
+
+def test_retraining_in_place_replaces_the_whole_folder(tmp_path):
+    """--overwrite into an existing model folder: the new weights arrive with their own card (no stale sha256 that
+    load_model would refuse), and nothing of the export is left beside the folder."""
+    from lococourse.models.registry import load_model
+    from synthetic import faces16
+
+    def make():
+        cfg = _tiny(faces16.config(channels=(8, 16)))
+        from lococourse.data import face_sampler
+        return cfg, face_sampler(16), {}
+
+    out = tmp_path / "out"
+    first = common.recipe_main(make, ["--out", str(out), "--work", str(tmp_path / "w1"), "--skip-eval", "--steps", "2"],
+                               module="test")
+    (out / "stale-note.txt").write_text("from the first export")
+    second = common.recipe_main(make, ["--out", str(out), "--work", str(tmp_path / "w2"), "--skip-eval", "--steps", "3",
+                                       "--overwrite"], module="test")
+    assert first["weights_sha256"] != second["weights_sha256"]
+    assert common.load_card(out)["weights_sha256"] == file_sha256(out / WEIGHTS) == second["weights_sha256"]
+    assert load_model(str(out)).unet is not None and not (out / "stale-note.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "w1", "w2"]
