@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthetic import common
 from lococourse.core.checks import file_sha256
+from synthetic import common
 from synthetic.common import ASSETS, WEIGHTS, list_models
 
 MODELS = list_models()
