@@ -13,7 +13,7 @@ point we measure (pure compute, float64; plots live in :mod:`lococourse.course.v
                    vectors (Theorem 1, third claim), and the share of ‖J_θ‖_F² inside span(M)
 * symmetry         ‖J_θ − J_θᵀ‖_F / ‖J_θ‖_F (Lemma 3: 0 for the exact J)
 * loss ratio       E[‖x₀ − f_θ‖² | x_t] / E[‖x₀ − E[x₀|x_t]‖² | x_t] = 1 + ‖f_θ − E‖² / tr Cov[x₀|x_t],
-                   with tr Cov[x₀|x_t] = (1−ᾱ)/√ᾱ · tr J (Lemma 3 / Tweedie): how much worse than
+                   with tr Cov[x₀|x_t] = (1−ᾱ)/√ᾱ · tr J (second-order Tweedie): how much worse than
                    Bayes-optimal the learned x₀-prediction is *in the training loss* at x_t.
 
 Also :func:`singular_at`, on a :func:`~lococourse.course.figure2.figure2_run`: the paper's Figure 2 (rank ratio vs t along DDIM trajectories, local
@@ -31,9 +31,7 @@ import torch
 
 from lococourse.core.checks import check_finite, check_positive_int
 from lococourse.core.schedule import check_t
-from lococourse.course.figure2 import (
-    Figure2Run,
-)
+from lococourse.course.figure2 import Figure2Run, snap_to_ddim_grid
 from lococourse.course.lab import noisy_samples
 from lococourse.data.molrg_images import load_molrg
 from lococourse.jacobian.operator import dense_jacobian
@@ -107,7 +105,7 @@ def learned_vs_exact(name_or_path: str) -> LearnedVsExact:
 
 
 def posterior_cov_trace(model: MoLRG, x_t: torch.Tensor, t) -> torch.Tensor:
-    """tr Cov[x₀|x_t] = (1−ᾱ)/√ᾱ · tr J (Lemma 3 / Tweedie: J = √ᾱ/(1−ᾱ) Cov[x₀|x_t]), shape (B,) or scalar."""
+    """tr Cov[x₀|x_t] = (1−ᾱ)/√ᾱ · tr J (second-order Tweedie: J = √ᾱ/(1−ᾱ) Cov[x₀|x_t]), shape (B,) or scalar."""
     check_t(t)
     J = model.jacobian(x_t, t)
     tr = torch.diagonal(J, dim1=-2, dim2=-1).sum(-1)
@@ -364,7 +362,11 @@ class SingularAt:
 
 
 def singular_at(run: Figure2Run, t: float, point: int = 0, k: int = 4, eta: float = 0.99) -> SingularAt:
-    """Dense Jacobian (autograd) and its SVD at ``run.points_at(t)[point]``, for one model of :func:`figure2_run`."""
+    """Dense Jacobian (autograd) and its SVD at ``run.points_at(t)[point]``, for one model of :func:`figure2_run`.
+
+    ``t`` snaps to the run's DDIM grid (0.4 → 0.401 on the 100-step grid), as :func:`figure2_run` snaps its times:
+    the PMP is evaluated at the timestep of the trajectory point it is given.
+    """
     check_t(t)
     eta = _check_eta(eta)
     if run.model is None:
@@ -372,6 +374,7 @@ def singular_at(run: Figure2Run, t: float, point: int = 0, k: int = 4, eta: floa
     if isinstance(point, bool) or not isinstance(point, int) or not 0 <= point < run.n:
         raise ValueError(f"point must be an integer in 0..{run.n - 1} (the run has {run.n} trajectories); got {point!r}")
     check_positive_int(k, "k", upper=run.d, upper_name="the dimension d")
+    t = snap_to_ddim_grid([t], run.grid)[0]
     f = run.model.pmp(t)
     x = run.points_at(t)[point]
     J = dense_jacobian(f, x).to(_DT).reshape(run.d, run.d)

@@ -699,7 +699,7 @@ def check_reconstruction_psnr(answer, quiet: bool = False) -> Feedback:
 
 
 def projection_problem() -> tuple[torch.Tensor, torch.Tensor]:
-    """(v, Vbar) of exercise 06-1: a unit v in d = 32 and an orthonormal V̄ (32 × 5, r' = 5), seeded."""
+    """(v, Vbar) of exercise 06-2: a unit v in d = 32 and an orthonormal V̄ (32 × 5, r' = 5), seeded."""
     g = torch.Generator().manual_seed(6)
     Vbar, _ = torch.linalg.qr(torch.randn(32, 5, generator=g, dtype=_DT))
     v = Vbar @ torch.randn(5, generator=g, dtype=_DT) + 0.3 * torch.randn(32, generator=g, dtype=_DT)
@@ -707,14 +707,14 @@ def projection_problem() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def check_projection_norm(answer, quiet: bool = False) -> Feedback:
-    """Exercise 06-1: ‖v_p‖, v_p = v − V̄(V̄ᵀv) (Algorithm 1 step 7, before normalising), for projection_problem()."""
+    """Exercise 06-2: ‖v_p‖, v_p = v − V̄(V̄ᵀv) (Algorithm 1 step 7, before normalising), for projection_problem()."""
     if answer is None:
-        return _no_answer("06-1 nullspace projection", quiet, "a number")
+        return _no_answer("06-2 nullspace projection", quiet, "a number")
 
     v, Vbar = projection_problem()
     right = float(project_out(v, Vbar).norm())
     removed = float((Vbar.T @ v).norm())
-    first = float((v - Vbar[:, :1] @ (Vbar[:, :1].T @ v)).norm())
+    first = float(project_out(v, Vbar[:, :1]).norm())
     near = lambda x, w: _near(x, w, atol=2e-3)  # noqa: E731
     hints = [
         (lambda x: near(x, removed), "that is the norm of the part you remove, V̄V̄ᵀv; v_p is what is left of v."),
@@ -725,7 +725,7 @@ def check_projection_norm(answer, quiet: bool = False) -> Feedback:
         (lambda x: x > 1, "projecting cannot lengthen a vector: ‖v_p‖ ≤ ‖v‖ = 1."),
         (lambda x: x < 0, "a norm is not negative."),
     ]
-    return _check("06-1 nullspace projection", answer, right, near, hints,
+    return _check("06-2 nullspace projection", answer, right, near, hints,
                   "compute V̄ᵀv (5 numbers), then v_p = v − V̄(V̄ᵀv) and its Euclidean norm (3 decimals are enough).",
                   "the projection removes from v exactly its part in span(V̄), the directions that move Ω^c the most; "
                   "‖v_p‖² = 1 − ‖V̄ᵀv‖².",

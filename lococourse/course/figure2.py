@@ -150,6 +150,7 @@ class Figure2Run:
     linearity: object  # lococourse.course.figure2.LinearityCurve
     points_at: Callable[[float], torch.Tensor]  # t ↦ x_t (n, *S) along the DDIM trajectories
     model: object = None  # the LoadedModel (for :func:`singular_at`)
+    grid: object = None  # the DDIMGrid of the trajectories (None: the 100-step grid)
 
     @property
     def d(self) -> int:
@@ -190,4 +191,4 @@ def figure2_run(model, ts, n: int = 2, seed: int = 0, linearity_t: float = 0.7,
                                            device=next(m.unet.parameters()).device)
     rc = rank_curve(m.pmp, points_at, ts, keep_spectra=True, progress=progress) if ts else None
     lc = linearity_curve(m.pmp(linearity_t), points_at(linearity_t), lambdas, seed=seed)
-    return Figure2Run(m.spec.name, m.spec.source, tuple(m.shape), n, seed, rc, lc, points_at, m)
+    return Figure2Run(m.spec.name, m.spec.source, tuple(m.shape), n, seed, rc, lc, points_at, m, grid)

@@ -122,6 +122,10 @@ def plot_posterior_means(model: MoLRG, comparison: RuleComparison, max_points: i
     ax.scatter(*mb.T, color="tab:blue", s=18, marker="x", label="Lemma 1, Bayes weights")
     ax.scatter(*mp.T, color="tab:red", s=18, marker="+", label="Lemma 1, paper weights")
     ax.set_title(f"E[x₀|x_t] at t = {comparison.t:g}", fontsize=10)
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+    if d == 3:
+        ax.set_zlabel("x₃")
     ax.legend(fontsize=7, loc="upper left")
     if d == 2:
         ax.set_aspect("equal")

@@ -277,8 +277,9 @@ def test_singular_at_against_numpy_svd(tiny_folder):
 
     run = figure2.figure2_run(str(tiny_folder), (), n=2, seed=0)
     sa = compare.singular_at(run, 0.6, point=1, k=3)
+    assert sa.t == pytest.approx(0.601)  # snapped to the DDIM grid: the PMP at the trajectory point's own timestep
     x = run.points_at(0.6)[1]
-    J = dense_jacobian(run.model.pmp(0.6), x).double().reshape(64, 64).numpy()
+    J = dense_jacobian(run.model.pmp(0.601), x).double().reshape(64, 64).numpy()
     U, S, Vt = np.linalg.svd(J)
     np.testing.assert_allclose(sa.S.numpy(), S, atol=1e-6 * S[0])
     assert sa.rank == _rank_by_hand(S) and torch.equal(sa.x_t, x) and sa.V.shape == (3, 1, 8, 8)
