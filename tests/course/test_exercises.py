@@ -39,26 +39,47 @@ def _lemma1_by_hand(t: float, x: tuple[float, float]) -> float:
 
 from lococourse.models.registry import ASSETS  # noqa: E402
 
+_FACTORS: dict = {}
 
-def _gaussian_posterior(x: np.ndarray, bases: list[np.ndarray], ab: float):
+
+def _class_factors(bases: list[np.ndarray], ab: float) -> list:
+    """Per class k: P_k = M_kM_kᵀ, the Cholesky factor L_k of Cov[x_t | k] = ᾱP_k + (1−ᾱ)I and log det — they do
+    not depend on x_t, so one O(d³) factorisation per class serves every call (cached on the bases' bytes)."""
+    key = (tuple(hash(M.tobytes()) for M in bases), float(ab))
+    if key not in _FACTORS:
+        out = []
+        for M in bases:
+            P = M @ M.T
+            L = np.linalg.cholesky(ab * P + (1 - ab) * np.eye(len(P)))
+            out.append((P, L, 2 * np.log(np.diag(L)).sum()))
+        _FACTORS[key] = out
+    return _FACTORS[key]
+
+
+def _solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """S⁻¹b from S = LLᵀ (two triangular solves)."""
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(L.T, solve_triangular(L, b, lower=True), lower=False)
+
+
+def _gaussian_posterior(x: np.ndarray, bases: list[np.ndarray], ab: float, cov: bool = True):
     """MoLRG with π_k = 1/K, by Gaussian conditioning: x₀|k ~ N(0, M_kM_kᵀ), x_t = √ᾱ x₀ + √(1−ᾱ) ε.
-    Returns the class weights p(k|x_t) and each class's E[x₀|x_t, k] and Cov[x₀|x_t, k]."""
-    d = len(x)
+    Returns the class weights p(k|x_t) and each class's E[x₀|x_t, k] and Cov[x₀|x_t, k] (None unless ``cov``)."""
     logp, means, covs = [], [], []
-    for M in bases:
-        P = M @ M.T
-        S = ab * P + (1 - ab) * np.eye(d)  # Cov[x_t | k]
-        logp.append(-0.5 * x @ np.linalg.solve(S, x) - 0.5 * np.linalg.slogdet(S)[1])
+    for P, L, logdet in _class_factors(bases, ab):
+        Sx = _solve(L, x)  # Cov[x_t | k]⁻¹ x_t
+        logp.append(-0.5 * x @ Sx - 0.5 * logdet)
         C = math.sqrt(ab) * P  # Cov[x₀, x_t | k]
-        means.append(C @ np.linalg.solve(S, x))
-        covs.append(P - C @ np.linalg.solve(S, C.T))
+        means.append(C @ Sx)
+        covs.append(P - C @ _solve(L, C.T) if cov else None)
     logp = np.array(logp)
     w = np.exp(logp - logp.max())
     return w / w.sum(), means, covs
 
 
 def _posterior_mean_np(x, bases, ab) -> np.ndarray:
-    w, means, _ = _gaussian_posterior(x, bases, ab)
+    w, means, _ = _gaussian_posterior(x, bases, ab, cov=False)
     return sum(wk * m for wk, m in zip(w, means))
 
 
@@ -156,7 +177,7 @@ def _weight_gap_peak_oracle() -> float:
         xs = lab.noisy_samples(lab.coordinate_molrg(list(ranks)), t, n=ex.GAP_POINTS, seed=0).x_t.numpy()
         tv = 0.0
         for x in xs:
-            wb, _, _ = _gaussian_posterior(x, bases, ab)
+            wb, _, _ = _gaussian_posterior(x, bases, ab, cov=False)
             logits = np.array([ab / (2 * (1 - ab)) * np.sum((M.T @ x) ** 2) for M in bases])
             wp = np.exp(logits - logits.max())
             wp /= wp.sum()
