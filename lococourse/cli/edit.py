@@ -15,7 +15,8 @@
 
 Every argument, the mask, the image and the outputs are checked before the model is loaded.  Writes
 OUT.png (the edited image, clamped to [-1, 1] for the PNG), and the direction beside it: OUT.safetensors +
-OUT.json (its metadata: model, t, k, r, r', σ, the mask, the source image, λ), which ``lococourse transfer
+OUT.json (its metadata: model, t, k, r, r', σ, the mask, the source image, λ; its ``seed`` is the power method's,
+``extra.power_method_seed`` repeats it and ``extra.image_seed`` is ``--seed``), which ``lococourse transfer
 --direction OUT.safetensors`` applies to other images.  The three files appear together at the end or not
 at all; none of them may exist already unless ``--overwrite``.
 """
@@ -264,8 +265,11 @@ def run(args) -> int:
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None
+        # "seed" of the direction is the power method's; say so, and keep the image's --seed apart from it
         direction.extra.update({"source": plan.source, "mask_spec": args.mask, "strength": plan.strength,
-                                "edited_image": plan.out.name, "mask_part": part})
+                                "edited_image": plan.out.name, "mask_part": part,
+                                "image_seed": args.seed if args.image is None else None,
+                                "power_method_seed": direction.seed})
         arr = png_array(edited)  # refuses a non-finite edit before anything is written
         st, js = plan.out.with_suffix(".safetensors"), plan.out.with_suffix(".json")
         outputs.stage(plan.out, lambda tmp: write_array_png(arr, tmp))

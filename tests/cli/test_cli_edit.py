@@ -57,6 +57,8 @@ def test_edit_writes_image_and_direction(edited, models, capsys):
     assert meta["t"] == pytest.approx(0.601) and meta["shape"] == [3, 16, 16]
     assert meta["extra"]["source"] == "faces seed 3" and meta["extra"]["strength"] == 4.0
     assert meta["extra"]["mask_part"] == "hair"
+    # the direction's "seed" is the power method's; the image's --seed is recorded apart from it
+    assert meta["extra"]["image_seed"] == 3 and meta["extra"]["power_method_seed"] == meta["seed"]
     d = Direction.load(edited.with_suffix(".safetensors"))
     assert d.v.shape == (3, 16, 16) and d.v.norm().item() == pytest.approx(1.0, abs=1e-5)
     assert torch.equal(d.mask, sample_faces(1, 3, size=16).masks["hair"][0])  # the named mask is the face's part
@@ -92,6 +94,7 @@ def test_edit_from_image_with_rectangle_and_no_projection(models, edited, tmp_pa
     assert rc == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["r_null"] == 0 and meta["extra"]["source"] == str(edited) and meta["extra"]["mask_part"] is None
+    assert meta["extra"]["image_seed"] is None  # --image, not --seed
     assert Direction.load(out).mask.sum() == 8 * 5
 
 
