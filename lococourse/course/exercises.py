@@ -29,8 +29,9 @@ checkers run the method once (a few seconds on a CPU, cached); no network runs.
 
 **Solutions** sit in cells that start with ``if exercises.solution("NN-k", show=False):``.  Run All does not
 execute them (it prints a note instead, so nobody gets the answer by running the notebook); a student opens
-one on purpose by changing ``show=False`` to ``show=True``.  The test run executes all of them, so they stay
-correct: ``notebooks/conftest.py`` sets ``LOCOCOURSE_SOLUTIONS=1`` in the environment of the pytest process,
+one on purpose by changing ``show=False`` to ``show=True``.  The test run executes all of them, and each ends
+with ``assert exercises.check_…(solution)``, so a solution its checker refuses fails the run:
+``notebooks/conftest.py`` sets ``LOCOCOURSE_SOLUTIONS=1`` in the environment of the pytest process,
 which the nbval kernels inherit (any other runner can set the variable itself).
 """
 from __future__ import annotations
