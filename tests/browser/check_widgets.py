@@ -39,7 +39,7 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parents[1]  # tests/browser/ → the repository root
 APT_PACKAGES = ("chromium", "chromium-driver")
 
 
