@@ -100,10 +100,11 @@ def _ellipse_sdf(u, v, cx, cy, rx, ry):
     return (q - 1) / grad
 
 
-def render_faces(factors: Mapping[str, torch.Tensor], size: int = 32) -> FaceBatch:
+def render_faces(factors: Mapping[str, torch.Tensor], size: int = 32, *, masks: bool = True) -> FaceBatch:
     """The deterministic images and part masks of the given factors (each (n,) in [0, 1]).
 
-    Coordinates: u (right) and v (down) run over pixel centres in (−1, 1).
+    Coordinates: u (right) and v (down) run over pixel centres in (−1, 1).  ``masks=False`` skips the part masks
+    (an empty dict; the images are the same): the factor estimator renders millions of candidates and needs none.
     """
     if int(size) != size or size < 8:
         raise ValueError(f"size must be an integer ≥ 8; got {size!r}")
@@ -159,14 +160,18 @@ def render_faces(factors: Mapping[str, torch.Tensor], size: int = 32) -> FaceBat
     vis = []
     for i, (_, a, col) in enumerate(layers):
         img = img * (1 - a.unsqueeze(1)) + a.unsqueeze(1) * col
+        if not masks:
+            continue
         front = torch.ones_like(a)
         for _, b, _ in layers[i + 1:]:
             front = front * (1 - b)
         vis.append(a * front)
+    img = (img * 2 - 1).contiguous()  # convex mix of colours in [0, 1]: no clipping needed
+    if not masks:
+        return FaceBatch(img, f, {})
     part_vis = torch.stack([sum(w for (name, _, _), w in zip(layers, vis) if name == part) for part in PARTS])
     label = part_vis.argmax(0)  # (n, H, W)
-    masks = {part: label == i for i, part in enumerate(PARTS)}
-    return FaceBatch((img * 2 - 1).contiguous(), f, masks)  # convex mix of colours in [0, 1]: no clipping needed
+    return FaceBatch(img, f, {part: label == i for i, part in enumerate(PARTS)})  # convex mix of colours in [0, 1]: no clipping needed
 
 
 def sample_faces(n: int, generator: torch.Generator | int | None = None, size: int = 32) -> FaceBatch:

@@ -109,7 +109,7 @@ def _project(theta: torch.Tensor) -> torch.Tensor:
 
 def _mse(theta: torch.Tensor, images: torch.Tensor, size: int) -> torch.Tensor:
     """(B,) mean squared error of render(θ_b) against images_b."""
-    return ((render_faces(theta_dict(theta), size).images - images) ** 2).flatten(1).mean(1)
+    return ((render_faces(theta_dict(theta), size, masks=False).images - images) ** 2).flatten(1).mean(1)
 
 
 _POOL_CACHE: dict = {}
@@ -121,7 +121,7 @@ def _pool(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     if key not in _POOL_CACHE:
         theta = torch.quasirandom.SobolEngine(len(FACTOR_NAMES), scramble=True, seed=seed).draw(n).float()
         with torch.no_grad():
-            imgs = render_faces(theta_dict(theta), size).images.flatten(1)
+            imgs = render_faces(theta_dict(theta), size, masks=False).images.flatten(1)
         _POOL_CACHE[key] = (theta, imgs)
     return _POOL_CACHE[key]
 
