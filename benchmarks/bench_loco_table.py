@@ -499,7 +499,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample-steps", type=int, default=None,
                    help="DDIM steps of step 9 from t (default: the paper's 100-step grid, t·100 steps); fewer is faster")
     p.add_argument("--true-delta", type=float, default=0.2, help="factor change of the upper bound's true edits")
-    p.add_argument("--tol", type=float, default=1e-3)
+    p.add_argument("--tol", type=float, default=None,
+                   help="power-method tolerance (default: find_direction's, direction-based stopping at DIRECTION_TOL)")
     p.add_argument("--max-iter", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke run: 3 faces, 2 transfers, λ = √d/16, 10 power iterations")
