@@ -60,10 +60,12 @@ from lococourse.eval.factors import (
 from lococourse.eval.studies import (
     CompositionStudy,
     LinearityStudy,
+    MethodStudy,
     SweepStudy,
     TransferStudy,
     composition_study,
     linearity_study,
+    method_study,
     r_null_study,
     t_study,
     transfer_study,
@@ -133,4 +135,6 @@ __all__ = [
     "SweepStudy",
     "t_study",
     "r_null_study",
+    "MethodStudy",
+    "method_study",
 ]

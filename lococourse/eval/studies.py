@@ -46,6 +46,7 @@ from lococourse.core.checks import check_strength
 from lococourse.data.faces import FACTOR_NAMES
 from lococourse.editing.loco import complement_basis, find_direction, linearize
 from lococourse.editing.metrics import composability, leakage, linearity_r2, ssim_outside
+from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import (
     factor_composability,
     factor_linearity,
@@ -54,16 +55,21 @@ from lococourse.eval.decisions import (
     transfer_success,
 )
 from lococourse.eval.faces import (
+    TARGET_CHANGE,
     FaceSet,
+    apply_face_edit,
     edit_face,
     face_directions,
     find_face_direction,
     fit_row,
+    model_size,
     prepare_faces,
     resolve_thresholds,
     sample_edits,
+    target_strengths,
+    true_factor_edits,
 )
-from lococourse.eval.factors import EstimatorConfig, factor_changes, factors_of_part
+from lococourse.eval.factors import EstimatorConfig, check_part, factor_changes, factors_of_part
 from lococourse.jacobian.operator import check_mask
 from lococourse.jacobian.subspace import project_out
 
@@ -252,3 +258,65 @@ def r_null_study(model, seed: int, part: str, r_nulls: Sequence[int] = (0, 1, 5,
     out, ch = _edits(model, faces, [0] * len(xs), xs, config)
     recons = faces.recon[[0] * len(xs)]
     return _sweep("r'", [int(x) for x in r_nulls], part, lam, recons, out, ch, mask, th)
+
+
+# ---------------------------------------------------------------------------------------- methods side by side (notebook 06)
+@dataclass
+class MethodStudy:
+    """One face and part edited by several methods of :data:`~lococourse.eval.faces.METHODS`, each at its own λ, and
+    the upper bound: the true single-factor edits of the part (rendered, inverted, resampled), scored alike."""
+
+    seed: int
+    part: str
+    t: float
+    edits: dict  # method -> FaceEdit (λ per direction by target, or the one given)
+    strength_mode: str  # "target" (λ per direction, recorded in direction.extra["strength"]) or "fixed"
+    target: float | None  # the main-factor change λ-by-target aimed at
+    true_edits: torch.Tensor  # (m, 3, S, S) the upper bound's images
+    true_meta: list  # [(factor name, signed delta)]
+    true_changes: torch.Tensor  # (m, 9) their estimated factor changes
+    true_local: list  # local-edit success of each true edit
+
+    def summary(self) -> str:
+        rows = [f"{m}: λ = {e.strength:.3g}, local {'✓' if e.local_success else '✗'}, leakage "
+                f"{e.metrics['leakage']:.2f}, changed {e.changed_factors}" for m, e in self.edits.items()]
+        ub = sum(self.true_local) / max(1, len(self.true_local))
+        return "\n".join(rows + [f"upper bound (true single-factor edits): local success {ub:.2f} of {len(self.true_local)}"])
+
+
+def method_study(model, seed: int, part: str, methods: Sequence[str] = ("loco", "loco_band_sampler"), *, t: float = 0.6,
+                 strength: float | None = None, target: float | None = None, grid_points: int = 6, r: int = 5,
+                 r_null: int = 5, max_iter: int = 30, true_delta: float = 0.2, thresholds=None,
+                 config: EstimatorConfig | None = None) -> MethodStudy:
+    """The paper's LOCO beside our options (:data:`~lococourse.eval.faces.METHOD_OPTIONS`) on one face and part,
+    and the upper bound.  Every direction is Algorithm 1 (one linearisation, :func:`face_directions`); with
+    ``strength`` None each gets the λ at which its +λ edit moves the part's main factor by ``target``
+    (:func:`~lococourse.eval.faces.target_strengths`, default :data:`~lococourse.eval.faces.TARGET_CHANGE`), as in
+    ``benchmarks/bench_loco_table.py``; a number fixes one λ for every method."""
+    check_part(part)
+    if strength is not None:
+        check_strength(strength)
+    target = TARGET_CHANGE if target is None else target
+    th = resolve_thresholds(thresholds, model)
+    faces = prepare_faces(model, [seed], t, config=config)
+    fd = face_directions(model, faces, 0, methods=methods, parts=[part], r=r, r_null=r_null, max_iter=max_iter)
+    if part in fd.skipped:
+        raise ValueError(f"the {part} mask of face {seed} is empty or the whole image; choose another part or seed")
+    dirs = {(m, part): fd.directions[(m, part)] for m in methods}
+    if strength is None:
+        size = model_size(model)
+        chosen = target_strengths(model, faces, 0, dirs, default_strength_grid(3 * size * size, grid_points),
+                                  target=target, config=config)
+        lams = {k: c.strength for k, c in chosen.items()}
+    else:
+        lams = dict.fromkeys(dirs, float(strength))
+    edits = {m: apply_face_edit(model, faces, dirs[(m, part)], lams[(m, part)], thresholds=th, config=config)
+             for m in methods}
+    imgs, meta = true_factor_edits(model, faces, 0, part, true_delta)
+    if len(imgs):
+        ch = factor_changes(faces.recon[[0] * len(imgs)], imgs, config, reference=fit_row(faces, [0] * len(imgs)))
+    else:
+        ch = torch.empty(0, len(FACTOR_NAMES))
+    return MethodStudy(seed, part, faces.t, edits, "target" if strength is None else "fixed",
+                       target if strength is None else None, imgs, meta, ch,
+                       [bool(local_edit_success(c, part, th)) for c in ch])

@@ -289,3 +289,34 @@ def test_bad_input():
         fe.edit_face(face_model, 0, "hair", strength=float("inf"))
     with pytest.raises(ValueError, match="unknown methods"):
         fe.face_directions(face_model, fe.prepare_faces(face_model, [0], estimate=False), 0, methods=["sega"])
+
+
+def test_method_study_is_algorithm_1_at_each_strength(molrg_faces):
+    """method_study's directions are find_direction's with each method's options, its edits are DDIM(x_t + λv, 0),
+    and its upper bound is the face re-rendered with one factor moved, inverted and resampled."""
+    from lococourse.editing.loco import find_direction, linearize
+
+    model, _ = molrg_faces
+    methods = ("loco", "loco_band")
+    st = fe.method_study(model, 0, "hair", methods, strength=2.0, r=3, r_null=2, max_iter=20)
+    faces = fe.prepare_faces(model, [0], 0.6, estimate=False)
+    views = linearize(model.pmp(faces.t), faces.x_t[0])
+    for m in methods:
+        d = find_direction(views, None, faces.masks["hair"][0], r=3, r_null=2, tol=1e-3, max_iter=20,
+                           **fe.METHOD_OPTIONS[m])
+        v = st.edits[m].direction.v
+        assert abs(float((d.v.reshape(-1) @ v.reshape(-1)).double())) == pytest.approx(1, abs=1e-6)
+        ref = fe.sample_edits(model, (faces.x_t[0] + 2.0 * v).unsqueeze(0), faces.t)[0]
+        assert torch.allclose(ref, st.edits[m].edited, atol=1e-6) and st.edits[m].strength == 2.0
+    assert st.strength_mode == "fixed" and len(st.true_meta) == len(st.true_local) == len(st.true_edits) > 0
+    name, delta = st.true_meta[0]
+    theta = faces.factors[:1].clone()
+    j = fe.FACTOR_NAMES.index(name)
+    theta[0, j] = (theta[0, j] + delta) % 1.0 if name in fe.CIRCULAR else theta[0, j] + delta
+    assert torch.allclose(fe.resample_factors(model, faces.t, theta)[0], st.true_edits[0], atol=1e-6)
+    # λ by target: each edit at the λ its sweep chose, recorded in its direction
+    tg = fe.method_study(model, 0, "hair", ("loco",), r=3, r_null=2, max_iter=20, grid_points=3)
+    e = tg.edits["loco"]
+    assert tg.strength_mode == "target" and e.strength == e.direction.extra["strength"]["strength"] > 0
+    with pytest.raises(ValueError, match="strength"):
+        fe.method_study(model, 0, "hair", ("loco",), strength=float("nan"))
