@@ -17,10 +17,10 @@ from lococourse.course.widgets import interactive_view
 from lococourse.data.faces import FACTOR_NAMES, PARTS
 from lococourse.editing.tloco import resample
 from lococourse.eval.faces import FaceEdit, apply_face_edit, find_face_direction, prepare_faces
-from lococourse.eval.studies import CompositionStudy, LinearityStudy, SweepStudy, TransferStudy
+from lococourse.eval.studies import CompositionStudy, LinearityStudy, MethodStudy, SweepStudy, TransferStudy
 
 __all__ = ["show_image", "method_label", "plot_edit", "plot_transfer", "plot_composition", "plot_linearity", "plot_sweep",
-           "plot_changes", "plot_direction", "plot_methods", "plot_tloco_grid", "plot_full_edit", "edit_view", "edit_widget",
+           "plot_changes", "plot_direction", "plot_methods", "plot_method_study", "plot_tloco_grid", "plot_full_edit", "edit_view", "edit_widget",
            "transfer_view", "transfer_widget", "tloco_view", "tloco_widget"]
 
 
@@ -249,6 +249,39 @@ def plot_methods(edits: dict, directions: bool = True) -> Figure:
         if directions:
             _diff(ax[i, 3], e.direction.v, "the direction v (channel mean)", e.mask)
     fig.suptitle("directions from different Jacobians, same face, part and λ", fontsize=9)
+    return fig
+
+
+def plot_method_study(study: MethodStudy, thresholds=None, labels: dict | None = None) -> Figure:
+    """One row per method of a :class:`~lococourse.eval.studies.MethodStudy` (reconstruction with Ω outlined, the
+    edit at its λ, edit − reconstruction on one colour scale for all rows, the estimated factor changes with ±τ),
+    and a last row with the upper bound: the true single-factor edits of the part, resampled through the model."""
+    labels = labels or {}
+    rows = list(study.edits.items())
+    n_true = len(study.true_meta)
+    fig = Figure(figsize=(12, 2.6 * (len(rows) + (n_true > 0))), layout="constrained")
+    axes = fig.subplots(len(rows) + (n_true > 0), 4, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1.2, 2.2]})
+    vmax = max(float(e.difference.mean(0).abs().max()) for _, e in rows) or 1e-6
+    for i, (method, e) in enumerate(rows):
+        name = labels.get(method, method)
+        show_image(axes[i, 0], e.reconstruction, f"{name}: λ = 0", e.mask)
+        show_image(axes[i, 1], e.edited, f"λ = {e.strength:.3g}: {'local ✓' if e.local_success else 'not local'}")
+        _diff(axes[i, 2], e.difference, f"edit − recon (leakage {e.metrics['leakage']:.2f})", e.mask, vmax=vmax)
+        plot_changes(axes[i, 3], e.changes, ["Δθ̂"], thresholds)
+    if n_true:
+        ax = axes[-1]
+        for j in range(3):
+            if j < min(n_true, 3):
+                name, delta = study.true_meta[j]
+                ok = "local ✓" if study.true_local[j] else "not local"
+                show_image(ax[j], study.true_edits[j], f"true edit: {name} {delta:+.2f}: {ok}", rows[0][1].mask)
+            else:
+                ax[j].axis("off")
+        plot_changes(ax[3], study.true_changes, [f"{n} {d:+.2f}" for n, d in study.true_meta], thresholds)
+    how = (f"λ per direction: its +λ edit moves the {study.part}'s main factor by {study.target:g}"
+           if study.strength_mode == "target" else "one λ for every method")
+    fig.suptitle(f"the {study.part} of face {study.seed} at t = {study.t:.2f}; {how}; last row: the upper bound",
+                 fontsize=9)
     return fig
 
 

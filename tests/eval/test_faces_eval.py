@@ -320,3 +320,9 @@ def test_method_study_is_algorithm_1_at_each_strength(molrg_faces):
     assert tg.strength_mode == "target" and e.strength == e.direction.extra["strength"]["strength"] > 0
     with pytest.raises(ValueError, match="strength"):
         fe.method_study(model, 0, "hair", ("loco",), strength=float("nan"))
+    from lococourse.course import viz_edit
+
+    fig = viz_edit.plot_method_study(st)
+    titles = [a.get_title() for a in fig.axes]
+    assert isinstance(fig, Figure) and sum(t.startswith("true edit:") for t in titles) == min(3, len(st.true_meta))
+    assert sum(t.endswith(": λ = 0") for t in titles) == len(methods)
