@@ -63,6 +63,8 @@ from lococourse.models.registry import (
 )
 
 FACES_GENERATOR = "lococourse.data.faces.render_faces"
+#: DDIM steps of ``--nullspace sampler`` unless ``--sampler-steps`` says otherwise.
+SAMPLER_STEPS_DEFAULT = 12
 
 
 def add_arguments(p) -> None:
@@ -87,7 +89,8 @@ def add_arguments(p) -> None:
     p.add_argument("--nullspace", choices=NULLSPACES, default="pmp",
                    help="the complement nullspace of step 5: 'pmp' (the paper's one-step PMP) or 'sampler' (the whole "
                         "sampler x_t ↦ DDIM(x_t, 0), matrix-free)")
-    p.add_argument("--sampler-steps", type=integer, default=12, help="DDIM steps of the sampler with --nullspace sampler")
+    p.add_argument("--sampler-steps", type=integer, default=None,
+                   help=f"DDIM steps of the sampler with --nullspace sampler (default {SAMPLER_STEPS_DEFAULT})")
     p.add_argument("--tol", type=number, default=1e-3, help="power-method tolerance, in (0, 1)")
     p.add_argument("--max-iter", type=integer, default=50, help="power-method iterations at most")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -246,7 +249,12 @@ def plan_edit(args) -> EditPlan:
             outside(mask, args.band)
         except ValueError as e:
             raise CLIError(f"--band {args.band}: {e}") from e
+    if args.sampler_steps is not None and args.nullspace != "sampler":
+        raise CLIError(f"--sampler-steps {args.sampler_steps} applies only with --nullspace sampler (the nullspace is "
+                       f"--nullspace {args.nullspace}); drop it or add --nullspace sampler")
     if args.nullspace == "sampler":
+        if args.sampler_steps is None:
+            args.sampler_steps = SAMPLER_STEPS_DEFAULT
         check_count_arg(args.sampler_steps, "--sampler-steps", 1, ddim_grid().index(t),
                         f"sampler steps, at most the {ddim_grid().index(t)} DDIM levels below t = {t}")
     return EditPlan(spec, ptype, t, lam, out, outputs, x0, mask, named, source, tol, max_iter)
@@ -261,7 +269,7 @@ def run(args) -> int:
         progress(args, f"mask {args.mask!r}: {int(plan.mask.sum())} of {plan.mask.numel()} pixels")
         res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=[plan.strength], r=args.r,
                         r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band, nullspace=args.nullspace,
-                        sampler_steps=args.sampler_steps, progress=lambda msg: progress(args, msg))
+                        sampler_steps=args.sampler_steps or SAMPLER_STEPS_DEFAULT, progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None

@@ -11,6 +11,8 @@ from lococourse.cli.main import main
     (["--band", "-1"], "--band -1 is out of range"),
     (["--band", "40"], "covers the whole 32×32 image"),
     (["--nullspace", "sampler", "--sampler-steps", "0"], "--sampler-steps 0 is out of range"),
+    (["--sampler-steps", "0"], "--sampler-steps 0 applies only with --nullspace sampler"),
+    (["--sampler-steps", "6"], "--sampler-steps 6 applies only with --nullspace sampler"),
 ])
 def test_bad_options_are_refused_before_any_model_work(tmp_path, capsys, extra, phrase):
     out = tmp_path / "e.png"
