@@ -35,7 +35,7 @@ from lococourse.models.registry import ASSETS, WEIGHTS, LoadedModel, course_mode
 from lococourse.models.train import Sampler, TrainConfig, train
 
 __all__ = ["ASSETS", "WEIGHTS", "RecipeConfig", "stage_configs", "list_models", "load_card", "sample_images",
-           "subspace_fit", "rank_ratio_vs_t", "noised_points", "save_grid", "run_recipe", "recipe_main"]
+           "subspace_fit", "rank_ratio_vs_t", "noised_points", "save_grid", "run_recipe", "recipe_main", "readme"]
 
 
 
@@ -198,7 +198,8 @@ def rank_ratio_vs_t(unet, prediction_type: str, sampler: Sampler, ts: Sequence[f
 
 
 # ------------------------------------------------------------------------------------------------ recipe driver
-def _readme(card: dict) -> str:
+def readme(card: dict) -> str:
+    """The model folder's README.md, from its card."""
     rr = card["rank_ratio"]
     rows = "\n".join(
         f"| {t:.2f} | {k} | {r:.4f} | {nr:.1f} |" + (f" {e:.4f} | {pe:.3f} |" if "exact_rank_ratio" in rr else "")
@@ -320,7 +321,7 @@ def run_recipe(cfg: RecipeConfig, sampler: Sampler, out: str | Path, work: str |
         "extra_files": sorted((extra_files or {}).keys()),
     }
     (out / "card.json").write_text(json.dumps(card, indent=1))
-    (out / "README.md").write_text(_readme(card))
+    (out / "README.md").write_text(readme(card))
     if final.exists():  # step 2: swap the finished export in (the old folder goes only once the new one is whole)
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         final.rename(old)

@@ -207,3 +207,35 @@ def test_retraining_in_place_replaces_the_whole_folder(tmp_path):
     assert common.load_card(out)["weights_sha256"] == file_sha256(out / WEIGHTS) == second["weights_sha256"]
     assert load_model(str(out)).unet is not None and not (out / "stale-note.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "w1", "w2"]
+
+
+def test_resample_redraws_the_samples_with_the_package_ddim(tmp_path, capsys):
+    """synthetic.resample on a copy of molrg_d48: refuses without --overwrite; then samples.png holds the card's n
+    samples from its seed through lococourse's DDIM (100 steps), the card's subspace fit is recomputed from those
+    samples, and the weights are untouched."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from lococourse.data.molrg_images import load_molrg
+    from lococourse.models.registry import load_model
+    from synthetic import resample
+
+    folder = tmp_path / "molrg_d48"
+    shutil.copytree(ASSETS / "molrg_d48", folder)
+    before = (folder / "samples.png").read_bytes()
+    with pytest.raises(SystemExit) as e:
+        resample.main([str(folder)])
+    assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (folder / "samples.png").read_bytes() == before
+    assert resample.main([str(folder), "--overwrite"]) == 0
+    card = common.load_card(folder)
+    assert card["samples"]["steps"] == 100 and "lococourse.models.ddim" in card["samples"]["sampler"]
+    assert file_sha256(folder / WEIGHTS) == card["weights_sha256"]
+    x = common.sample_images(load_model(str(folder)), card["samples"]["n"], seed=card["samples"]["seed"])
+    fit = common.subspace_fit(x, load_molrg(folder / card["data"]["bases_file"]))
+    assert card["samples"]["subspace_fit_mean"] == pytest.approx(float(fit.mean()), rel=1e-5)
+    img = np.asarray(Image.open(folder / "samples.png"))
+    assert img.shape[0] > 0 and (folder / "README.md").read_text().startswith("# Course model `molrg_d48`")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (ASSETS / "molrg_d48").iterdir())
