@@ -403,6 +403,9 @@ def markdown(res: dict) -> str:
         f"{res['sensitivity'][k][m]['local_success']:.2f} / {res['sensitivity'][k][m]['transfer_success']:.2f} / "
         f"{res['sensitivity'][k][m]['transfer_main_success']:.2f}"
         for k in res["sensitivity"]) + " |" for m in res["table"])
+    tol = res["power_method"]["tol"]
+    tol_text = (f"tol {tol:g}" if tol is not None else
+                "with find_direction's default stopping (when the direction itself has settled, DIRECTION_TOL)")
     n_edit = next(iter(res["table"].values()))["n_edits"]
     n_tr = next(iter(res["table"].values()))["n_transfers"]
     return f"""# LOCO Edit on procedural faces: Table 1, measured
@@ -410,7 +413,7 @@ def markdown(res: dict) -> str:
 Model `{res['model']}` ({res['size']}×{res['size']}), edit time t = {res['t']:.3f} (DDIM grid), {lam_text},
 {res['images']} generated faces × every part mask ({n_edit} edits per method, {n_tr} transfers per method:
 each direction to {res['transfers_per_direction']} other faces at ±λ), k = 0, r = {res['r']}, r' = {res['r_null']}
-(LOCO), power method tol {res['power_method']['tol']:g} / ≤ {res['power_method']['max_iter']} iterations;
+(LOCO), power method {tol_text} / ≤ {res['power_method']['max_iter']} iterations;
 step 9 (and the λ = 0 reference) sampled with {('the paper' + chr(39) + 's 100-step DDIM grid') if not res.get('sample_steps') else str(res['sample_steps']) + ' DDIM steps from t (levels of the paper' + chr(39) + 's grid)'}.
 Wall time {res['wall_s'] / 60:.1f} min on {res['threads']} CPU thread(s) (shared machine).
 Produced by `python benchmarks/bench_loco_table.py` (protocol in its docstring).
@@ -548,11 +551,11 @@ def _rounded(x, digits: int = 5):
 
 
 def _write(res: dict, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(_rounded(res), separators=(",", ":")))  # the numbers first
     md = markdown(res)
     print(md)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
-    out.with_suffix(".json").write_text(json.dumps(_rounded(res), separators=(",", ":")))
     log(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
