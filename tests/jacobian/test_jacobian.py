@@ -339,7 +339,7 @@ def test_k_larger_than_d_raises():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"oversample": -1}, "oversample must be ≥ 0"),
-    ({"tol": 0.0}, "tol must be positive"),
+    ({"tol": 0.0}, "tol must be a finite number > 0; got 0.0"),
     ({"max_iter": 0}, "max_iter must be a positive integer"),
     ({"stop": "never"}, "stop must be 'tail' or 'step'"),
 ])
