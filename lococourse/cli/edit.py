@@ -45,7 +45,7 @@ from lococourse.cli.common import (
 )
 from lococourse.data.faces import FACTOR_NAMES, PARTS, render_faces, sample_faces
 from lococourse.data.images import write_png as write_array_png
-from lococourse.editing.loco import NULLSPACES, loco_edit, outside
+from lococourse.editing.loco import NULLSPACES, SAMPLER_STEPS, loco_edit, outside
 from lococourse.editing.masks import parse_mask
 from lococourse.editing.metrics import edit_report
 from lococourse.eval.decisions import changed, local_edit_success, thresholds_for
@@ -63,8 +63,6 @@ from lococourse.models.registry import (
 )
 
 FACES_GENERATOR = "lococourse.data.faces.render_faces"
-#: DDIM steps of ``--nullspace sampler`` unless ``--sampler-steps`` says otherwise.
-SAMPLER_STEPS_DEFAULT = 12
 
 
 def add_arguments(p) -> None:
@@ -90,7 +88,7 @@ def add_arguments(p) -> None:
                    help="the complement nullspace of step 5: 'pmp' (the paper's one-step PMP) or 'sampler' (the whole "
                         "sampler x_t ↦ DDIM(x_t, 0), matrix-free)")
     p.add_argument("--sampler-steps", type=integer, default=None,
-                   help=f"DDIM steps of the sampler with --nullspace sampler (default {SAMPLER_STEPS_DEFAULT})")
+                   help=f"DDIM steps of the sampler with --nullspace sampler (default {SAMPLER_STEPS})")
     p.add_argument("--tol", type=number, default=1e-3, help="power-method tolerance, in (0, 1)")
     p.add_argument("--max-iter", type=integer, default=50, help="power-method iterations at most")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -254,7 +252,7 @@ def plan_edit(args) -> EditPlan:
                        f"--nullspace {args.nullspace}); drop it or add --nullspace sampler")
     if args.nullspace == "sampler":
         if args.sampler_steps is None:
-            args.sampler_steps = SAMPLER_STEPS_DEFAULT
+            args.sampler_steps = SAMPLER_STEPS
         check_count_arg(args.sampler_steps, "--sampler-steps", 1, ddim_grid().index(t),
                         f"sampler steps, at most the {ddim_grid().index(t)} DDIM levels below t = {t}")
     return EditPlan(spec, ptype, t, lam, out, outputs, x0, mask, named, source, tol, max_iter)
@@ -269,7 +267,7 @@ def run(args) -> int:
         progress(args, f"mask {args.mask!r}: {int(plan.mask.sum())} of {plan.mask.numel()} pixels")
         res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=[plan.strength], r=args.r,
                         r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band, nullspace=args.nullspace,
-                        sampler_steps=args.sampler_steps or SAMPLER_STEPS_DEFAULT, progress=lambda msg: progress(args, msg))
+                        sampler_steps=args.sampler_steps or SAMPLER_STEPS, progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None

@@ -106,7 +106,11 @@ def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, b
                 monitor=lambda V: project_out(v.to(V.dtype), V[:, :r_null]), monitor_key=("v_p", hash(v.numpy().tobytes())))
 
 
-def sampler_map(model: DiffusionModel, t: float, steps: int = 12) -> PMP:
+#: DDIM steps of the sampler whose Jacobian gives the complement nullspace (``nullspace="sampler"``, our option).
+SAMPLER_STEPS = 12
+
+
+def sampler_map(model: DiffusionModel, t: float, steps: int = SAMPLER_STEPS) -> PMP:
     """x_t ↦ DDIM(x_t, 0) from the edit time t in ``steps`` DDIM steps on levels of the paper's 100-step grid: the
     whole sampler as a differentiable map, for ``find_direction(..., nullspace_map=…)`` (our departure from
     Algorithm 1, whose step 5 uses the one-step PMP: what the sampler does after t is what moves the rest of the
@@ -276,7 +280,7 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
               strengths: Sequence[float] = (-6.0, 6.0), r: int = 5, r_null: int = 5, seed: int = 0,
               tol: float | None = None, max_iter: int = 50, masked_jacobian: bool = True,
               progress: Callable[[str], None] | None = None, num_steps: int = 100, band: int = 0,
-              nullspace: str = "pmp", sampler_steps: int = 12) -> EditResult:
+              nullspace: str = "pmp", sampler_steps: int = SAMPLER_STEPS) -> EditResult:
     """Unsupervised LOCO Edit, Algorithm 1 of Chen et al. (2024), end to end.
 
       3. x_t ← DDIM-Inv(x₀, t)

@@ -44,7 +44,7 @@ import torch
 
 from lococourse.core.checks import check_strength
 from lococourse.data.faces import FACTOR_NAMES, PARTS, render_faces, sample_faces
-from lococourse.editing.loco import find_direction, invert, linearize, sampler_map
+from lococourse.editing.loco import SAMPLER_STEPS, find_direction, invert, linearize, sampler_map
 from lococourse.editing.metrics import leakage, psnr_outside, ssim_outside
 from lococourse.editing.strength import StrengthChoice, strength_for_target
 from lococourse.eval.decisions import Thresholds, changed, local_edit_success, thresholds_for
@@ -134,9 +134,8 @@ METHODS: dict[str, str] = {
 }
 #: The paper's recipe and its ablations (Table 1, Appendix G.2): the methods of the faithful baseline rows.
 PAPER_METHODS = ("loco", "no_projection", "eps_unmasked", "pmp_unmasked")
-#: The guard band (px) and sampler steps of the "ours" methods.
+#: The guard band (px) of the "ours" methods (their sampler steps: editing.loco.SAMPLER_STEPS).
 BAND_PX = 2
-SAMPLER_STEPS = 12
 
 
 @dataclass
