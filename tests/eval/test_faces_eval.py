@@ -38,6 +38,23 @@ def test_estimator_is_deterministic_and_batch_independent():
     assert torch.allclose(a[1], c[0], atol=5e-3)
 
 
+def test_estimator_in_row_chunks_gives_the_one_piece_answer(monkeypatch):
+    """Rows are independent (a sum of per-row losses, elementwise Adam): rendering and optimising them in chunks of
+    CHUNK_ROWS (for the CPU caches) must give what one piece gives, up to float rounding."""
+    from lococourse.eval import factors as ff
+
+    fb = sample_faces(7, 4, size=16)
+    x = fb.images + 0.01 * torch.randn(fb.images.shape, generator=torch.Generator().manual_seed(0))
+    init = fe.as_theta(fb.factors)
+    monkeypatch.setattr(ff, "CHUNK_ROWS", 10_000)
+    whole = fe.estimate_factors(x, init=init)
+    monkeypatch.setattr(ff, "CHUNK_ROWS", 2)  # every phase now runs in several chunks, with a ragged last one
+    chunked = fe.estimate_factors(x, init=init)
+    assert torch.allclose(chunked.theta, whole.theta, atol=1e-4)
+    assert torch.allclose(chunked.mse, whole.mse, rtol=1e-3, atol=1e-7)
+    assert (whole.theta - init).abs().max() < 0.05  # and both found the truth (the oracle: the rendered factors)
+
+
 def test_factor_delta_is_circular_for_hue_only():
     before = torch.zeros(1, 9)
     after = torch.zeros(1, 9)
