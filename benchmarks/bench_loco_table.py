@@ -1,7 +1,7 @@
 """Benchmark: a Table-1-style comparison of editing directions on the procedural-faces model, measured.
 
     python benchmarks/bench_loco_table.py [--model faces32] [--t 0.6] [--images 20] [--transfers 3]
-                                          [--strength auto|L] [--quick] [--out benchmarks/results/loco_table.md]
+                                          [--strength auto|L] [--quick] [--workers 2] [--out benchmarks/results/loco_table.md]
 
 The paper's Table 1 asks human raters whether an edit changed "only one major feature" (local-edit
 success) and whether a transferred edit "changed the same features" (transfer success).  On the
@@ -46,7 +46,9 @@ Protocol (every number below is measured in this run):
 
 Writes the table (markdown, with settings, thresholds, per-part breakdown) to ``--out`` and the raw
 numbers to the same stem with .json; prints the table.  ``--rescore JSON`` rebuilds every table from
-the factor changes recorded in a saved JSON (no model needed).  ``--quick``: 3 faces, 2 transfers, λ = √d/16,
+the factor changes recorded in a saved JSON (no model needed).  ``--workers N`` edits the faces in N processes
+(each with ``--threads`` torch threads and its own copy of the model; the thresholds, λ and the inverted faces are
+computed once and shared): the records are the same as one process's, in the same order.  ``--quick``: 3 faces, 2 transfers, λ = √d/16,
 fewer power iterations (a smoke run; writes loco_table_quick.md).
 """
 from __future__ import annotations
@@ -193,111 +195,163 @@ def run(args) -> dict:
                "power_method": {"tol": args.tol, "max_iter": args.max_iter},
                "thresholds": thresholds.as_dict(), "thresholds_how": thresholds.how, "estimator_noise_q95": thresholds.noise,
                "estimator_accuracy_on_reconstructions": thresholds.accuracy, "strength_sweep": sweep, "strength_how": how,
-               "skipped_masks": skipped, "wall_s": time.perf_counter() - t_start, "threads": args.threads,
+               "skipped_masks": skipped, "wall_s": time.perf_counter() - t_start, "threads": args.threads, "workers": args.workers,
                "times": {m: {"learning_s": learn[m], "transfer_s": transfer_s[m]} for m in rows},
                "records": records, "transfer_records": transfers}
         return res
 
     records, transfers, skipped = [], [], 0
     learn, transfer_s, strengths = {r: [] for r in rows}, {r: [] for r in rows}, []
-    for i in range(n):
-        t0 = time.perf_counter()
-        fd = face_directions(model, faces, i, methods=methods, tol=args.tol, max_iter=args.max_iter)  # 4.
-        skipped += len(fd.skipped)
-        if mode == "target":
-            chosen = {k: c.strength for k, c in target_strengths(model, faces, i, fd.directions, grid,
-                                                                  target=args.target).items()}
-            strengths += [{"image": i, "method": m, "part": p, **fd.directions[(m, p)].extra["strength"]}
-                          for (m, p) in fd.directions]
-        else:
-            chosen = {k: (lam[k[1]] if mode == "sweep" else float(mode)) for k in fd.directions}
-        targets = [(i + j) % n for j in range(1, args.transfers + 1)]
-        xs, meta = [], []
-        for row in [PAPER_ROW, *methods]:
-            for part in PARTS:
-                method = "loco" if row == PAPER_ROW else row
-                if (method, part) not in fd.directions:
-                    continue
-                d = fd.directions[(method, part)]
-                strength = lam[part] if row == PAPER_ROW else chosen[(method, part)]
-                learn[row].append(fd.learning_seconds(method, part))
-                for s in (-1, 1):
-                    for img in (i, *targets):
-                        xs.append(faces.x_t[img] + s * strength * d.v)
-                        meta.append((row, part, s, img, strength))
-        out = sample_edits(model, torch.stack(xs), faces.t, steps=faces.sample_steps)  # 5. and 6.
-        ref_idx = [m[3] for m in meta]
-        ch = factor_changes(faces.recon[ref_idx], out, reference=_rows_of(faces.recon_fit, ref_idx))
-        # the upper bound: true single-factor edits of this face and the same change on the targets
-        ub_x, ub_meta = [], []
-        for part in PARTS:
-            if part in fd.skipped:
-                continue
-            imgs, fmeta = true_factor_edits(model, faces, i, part, args.true_delta)
-            for k, (name, delta) in enumerate(fmeta):
-                ub_x.append(imgs[k])
-                ub_meta.append((UPPER_ROW, part, 1 if delta > 0 else -1, i, name, delta))
-        tgt_theta, tgt_meta = [], []
-        for (_, part, s, _, name, delta) in ub_meta:
-            j = FACTOR_NAMES.index(name)
-            for tg in targets:
-                th = faces.factors[tg].clone()
-                v = float(th[j]) + delta
-                if name == "bg_hue" or 0.0 <= v <= 1.0:
-                    th[j] = v % 1.0 if name == "bg_hue" else v
-                    tgt_theta.append(th)
-                    tgt_meta.append((UPPER_ROW, part, s, tg, name, delta))
-        if tgt_theta:
-            ub_x += list(resample_factors(model, faces.t, torch.stack(tgt_theta), faces.sample_steps))
-            ub_meta += tgt_meta
-        if ub_x:
-            ub_ref = [m[3] for m in ub_meta]
-            ub_ch = factor_changes(faces.recon[ub_ref], torch.stack(ub_x), reference=_rows_of(faces.recon_fit, ub_ref))
-            out = torch.cat([out, torch.stack(ub_x)])
-            ch = torch.cat([ch, ub_ch])
-            meta += [(row, part, s, img, f"{name}{delta:+.2f}") for (row, part, s, img, name, delta) in ub_meta]
-        src = {}
-        for j, (row, part, s, img, strength) in enumerate(meta):
-            key = (row, part, s, strength) if row == UPPER_ROW else (row, part, s)
-            if img == i:
-                mask = faces.masks[part][i]
-                rec = {"image": i, "method": row, "part": part, "sign": s,
-                       "strength": strength if not isinstance(strength, str) else None,
-                       "edit": strength if isinstance(strength, str) else None,
-                       "local_success": bool(local_edit_success(ch[j], part, thresholds)),
-                       "parts_changed": [p for p, c in zip(PARTS, changed_parts(ch[j], thresholds).tolist()) if c],
-                       "changes": [round(float(v), 4) for v in ch[j]], **edit_metrics(faces.recon[i], out[j], mask)}
-                records.append(rec)
-                src[key] = ch[j]
-        for j, (row, part, s, img, strength) in enumerate(meta):
-            key = (row, part, s, strength) if row == UPPER_ROW else (row, part, s)
-            if img != i and key in src:
-                transfers.append({"image": i, "target": img, "method": row, "part": part, "sign": s,
-                                  "edit": strength if isinstance(strength, str) else None,
-                                  "success": bool(transfer_success(src[key], ch[j], thresholds)),
-                                  "changes": [round(float(v), 4) for v in ch[j]]})
-        if i == 0:  # transfer time: one new image at a time (DDIM-Inv + one edit), per method
-            for row in [PAPER_ROW, *methods]:
-                method = "loco" if row == PAPER_ROW else row
-                d = fd.directions.get((method, "hair")) or next(iter(fd.directions.values()))
-                t1 = time.perf_counter()
-                x_t, tg_t = invert(model, faces.x0[targets[0]:targets[0] + 1], args.t)
-                sample_edits(model, x_t + lam["hair"] * d.v, tg_t, steps=faces.sample_steps)
-                transfer_s[row].append(time.perf_counter() - t1)
-            t1 = time.perf_counter()
-            resample_factors(model, faces.t, faces.factors[targets[0]:targets[0] + 1], faces.sample_steps)
-            transfer_s[UPPER_ROW].append(time.perf_counter() - t1)
-            learn[UPPER_ROW].append(0.0)
-        log(f"face {i + 1}/{n} (seed {faces.seeds[i]}): {len(out)} edits in {time.perf_counter() - t0:.0f} s")
+    ctx = {"lam": lam, "mode": mode, "grid": grid, "thresholds": thresholds, "methods": methods, "rows": rows,
+           "tol": args.tol, "max_iter": args.max_iter, "target": args.target, "transfers": args.transfers,
+           "true_delta": args.true_delta, "t": args.t}
+
+    def collect(i: int, face: dict, done: int) -> None:
+        nonlocal skipped
+        records.extend(face["records"])
+        transfers.extend(face["transfers"])
+        strengths.extend(face["strengths"])
+        skipped += face["skipped"]
+        for r in rows:
+            learn[r] += face["learn"][r]
+            transfer_s[r] += face["transfer_s"][r]
+        log(f"face {i + 1}/{n} (seed {faces.seeds[i]}): {face['n_edits']} edits in {face['seconds']:.0f} s "
+            f"({done}/{n} done, {time.perf_counter() - t_start:.0f} s so far)")
         if args.partial:  # the records so far, rescorable with --rescore if the run is cut short
             partial = Path(args.partial)
             partial.parent.mkdir(parents=True, exist_ok=True)
             tmp = partial.with_suffix(".tmp")
-            tmp.write_text(json.dumps(_rounded(result(i + 1)), separators=(",", ":")))
+            tmp.write_text(json.dumps(_rounded(result(done)), separators=(",", ":")))
             tmp.replace(partial)
+
+    if args.workers == 1:
+        for i in range(n):
+            collect(i, face_rows(model, faces, i, ctx), i + 1)
+    else:  # faces in parallel: one process per worker, each with its own model copy and args.threads threads
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(args.model, faces, ctx, args.threads)) as pool:
+            futures = {pool.submit(_worker_face, i): i for i in range(n)}
+            for done, fut in enumerate(as_completed(futures), 1):
+                collect(futures[fut], fut.result(), done)
+        order = {r: k for k, r in enumerate(rows)}
+        records.sort(key=lambda r: (r["image"], order[r["method"]]))
+        transfers.sort(key=lambda r: (r["image"], order[r["method"]]))
+        strengths.sort(key=lambda r: r["image"])
 
     res = result(n)
     return summarize(res)
+
+
+def face_rows(model, faces, i: int, ctx: dict) -> dict:
+    """Steps 4–6 for face ``i``: every row's directions, λ, edits, transfers and the upper bound, scored."""
+    lam, mode, grid, thresholds = ctx["lam"], ctx["mode"], ctx["grid"], ctx["thresholds"]
+    methods, rows, n = ctx["methods"], ctx["rows"], len(faces)
+    records, transfers, skipped, strengths = [], [], 0, []
+    learn, transfer_s = {r: [] for r in rows}, {r: [] for r in rows}
+    t0 = time.perf_counter()
+    fd = face_directions(model, faces, i, methods=methods, tol=ctx["tol"], max_iter=ctx["max_iter"])  # 4.
+    skipped += len(fd.skipped)
+    if mode == "target":
+        chosen = {k: c.strength for k, c in target_strengths(model, faces, i, fd.directions, grid,
+                                                              target=ctx["target"]).items()}
+        strengths += [{"image": i, "method": m, "part": p, **fd.directions[(m, p)].extra["strength"]}
+                      for (m, p) in fd.directions]
+    else:
+        chosen = {k: (lam[k[1]] if mode == "sweep" else float(mode)) for k in fd.directions}
+    targets = [(i + j) % n for j in range(1, ctx["transfers"] + 1)]
+    xs, meta = [], []
+    for row in [PAPER_ROW, *methods]:
+        for part in PARTS:
+            method = "loco" if row == PAPER_ROW else row
+            if (method, part) not in fd.directions:
+                continue
+            d = fd.directions[(method, part)]
+            strength = lam[part] if row == PAPER_ROW else chosen[(method, part)]
+            learn[row].append(fd.learning_seconds(method, part))
+            for s in (-1, 1):
+                for img in (i, *targets):
+                    xs.append(faces.x_t[img] + s * strength * d.v)
+                    meta.append((row, part, s, img, strength))
+    out = sample_edits(model, torch.stack(xs), faces.t, steps=faces.sample_steps)  # 5. and 6.
+    ref_idx = [m[3] for m in meta]
+    ch = factor_changes(faces.recon[ref_idx], out, reference=_rows_of(faces.recon_fit, ref_idx))
+    # the upper bound: true single-factor edits of this face and the same change on the targets
+    ub_x, ub_meta = [], []
+    for part in PARTS:
+        if part in fd.skipped:
+            continue
+        imgs, fmeta = true_factor_edits(model, faces, i, part, ctx["true_delta"])
+        for k, (name, delta) in enumerate(fmeta):
+            ub_x.append(imgs[k])
+            ub_meta.append((UPPER_ROW, part, 1 if delta > 0 else -1, i, name, delta))
+    tgt_theta, tgt_meta = [], []
+    for (_, part, s, _, name, delta) in ub_meta:
+        j = FACTOR_NAMES.index(name)
+        for tg in targets:
+            th = faces.factors[tg].clone()
+            v = float(th[j]) + delta
+            if name == "bg_hue" or 0.0 <= v <= 1.0:
+                th[j] = v % 1.0 if name == "bg_hue" else v
+                tgt_theta.append(th)
+                tgt_meta.append((UPPER_ROW, part, s, tg, name, delta))
+    if tgt_theta:
+        ub_x += list(resample_factors(model, faces.t, torch.stack(tgt_theta), faces.sample_steps))
+        ub_meta += tgt_meta
+    if ub_x:
+        ub_ref = [m[3] for m in ub_meta]
+        ub_ch = factor_changes(faces.recon[ub_ref], torch.stack(ub_x), reference=_rows_of(faces.recon_fit, ub_ref))
+        out = torch.cat([out, torch.stack(ub_x)])
+        ch = torch.cat([ch, ub_ch])
+        meta += [(row, part, s, img, f"{name}{delta:+.2f}") for (row, part, s, img, name, delta) in ub_meta]
+    src = {}
+    for j, (row, part, s, img, strength) in enumerate(meta):
+        key = (row, part, s, strength) if row == UPPER_ROW else (row, part, s)
+        if img == i:
+            mask = faces.masks[part][i]
+            rec = {"image": i, "method": row, "part": part, "sign": s,
+                   "strength": strength if not isinstance(strength, str) else None,
+                   "edit": strength if isinstance(strength, str) else None,
+                   "local_success": bool(local_edit_success(ch[j], part, thresholds)),
+                   "parts_changed": [p for p, c in zip(PARTS, changed_parts(ch[j], thresholds).tolist()) if c],
+                   "changes": [round(float(v), 4) for v in ch[j]], **edit_metrics(faces.recon[i], out[j], mask)}
+            records.append(rec)
+            src[key] = ch[j]
+    for j, (row, part, s, img, strength) in enumerate(meta):
+        key = (row, part, s, strength) if row == UPPER_ROW else (row, part, s)
+        if img != i and key in src:
+            transfers.append({"image": i, "target": img, "method": row, "part": part, "sign": s,
+                              "edit": strength if isinstance(strength, str) else None,
+                              "success": bool(transfer_success(src[key], ch[j], thresholds)),
+                              "changes": [round(float(v), 4) for v in ch[j]]})
+    if i == 0:  # transfer time: one new image at a time (DDIM-Inv + one edit), per method
+        for row in [PAPER_ROW, *methods]:
+            method = "loco" if row == PAPER_ROW else row
+            d = fd.directions.get((method, "hair")) or next(iter(fd.directions.values()))
+            t1 = time.perf_counter()
+            x_t, tg_t = invert(model, faces.x0[targets[0]:targets[0] + 1], ctx["t"])
+            sample_edits(model, x_t + lam["hair"] * d.v, tg_t, steps=faces.sample_steps)
+            transfer_s[row].append(time.perf_counter() - t1)
+        t1 = time.perf_counter()
+        resample_factors(model, faces.t, faces.factors[targets[0]:targets[0] + 1], faces.sample_steps)
+        transfer_s[UPPER_ROW].append(time.perf_counter() - t1)
+        learn[UPPER_ROW].append(0.0)
+    return {"records": records, "transfers": transfers, "strengths": strengths, "skipped": skipped, "learn": learn,
+            "transfer_s": transfer_s, "n_edits": len(out), "seconds": time.perf_counter() - t0}
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(model_name: str, faces, ctx: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(model=load_model(model_name), faces=faces, ctx=ctx)
+
+
+def _worker_face(i: int) -> dict:
+    return face_rows(_WORKER["model"], _WORKER["faces"], i, _WORKER["ctx"])
 
 
 def summarize(res: dict) -> dict:
@@ -505,7 +559,9 @@ def main(argv=None) -> int:
     p.add_argument("--tol", type=float, default=None,
                    help="power-method tolerance (default: find_direction's, direction-based stopping at DIRECTION_TOL)")
     p.add_argument("--max-iter", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes editing faces in parallel (each loads the model; faces are split among them)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 faces, 2 transfers, λ = √d/16, 10 power iterations")
     p.add_argument("--out", default=None)
     p.add_argument("--rescore", default=None, metavar="JSON",
@@ -529,6 +585,8 @@ def main(argv=None) -> int:
         p.error(f"--true-delta must lie in (0, 1) factor units; got {a.true_delta}")
     if a.sample_steps is not None and a.sample_steps < 1:
         p.error(f"--sample-steps must be a positive number of DDIM steps; got {a.sample_steps}")
+    if a.workers < 1 or a.threads < 1:
+        p.error(f"--workers and --threads must be at least 1; got {a.workers} and {a.threads}")
     if a.grid_points < 2:
         p.error(f"--grid-points must be at least 2; got {a.grid_points}")
     if a.quick:
