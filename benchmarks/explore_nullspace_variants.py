@@ -1,0 +1,116 @@
+"""Exploration (issue 13): two more complements for step 5, tried on faces32 and found worse than band + sampler.
+
+    python benchmarks/explore_nullspace_variants.py parts --t 0.6 --images 6
+    python benchmarks/explore_nullspace_variants.py rnull --t 0.6 --images 6 --r-null 5,10,20
+
+Both score local-edit success (lococourse.eval.local_edit_success, the table's primary metric and thresholds) of
+±λ edits, λ per direction by target (lococourse.eval.target_strengths, the table's default), on the faces
+``sample_faces(1, seed)`` for seeds 0 … n−1, inverted to t, with 12 DDIM steps in step 9:
+
+* ``parts`` — instead of the complement Ω^c, project v (step 4's Ṽ[:, 0] of ∇P_Ω f) off the union of the
+  top-r masked subspaces of every *other* part (each part's own ∇P_{Ω_q} g, g the one-step PMP or the 12-step
+  sampler; uses every part's mask, which the paper's user does not give).  Beside it: the paper's LOCO and
+  LOCO + 2 px band + sampler nullspace (``loco_band_sampler``).
+* ``rnull`` — ``loco_band_sampler`` with r' = 5 (the default) against larger r'.
+
+Prints one line per variant: overall local success and per part.  Measured here (2026-12-02, 6 faces, t = 0.6):
+the per-part subspaces 0.35 (PMP) and 0.25 (sampler) against 0.60 for band + sampler and 0.28 for the paper's
+LOCO; r' = 10 and 20 gave 0.43 and 0.38 against 0.60 at r' = 5 — removing more of v leaves less of the part's
+own change and more of what the projection cannot see.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+import torch
+
+from lococourse.data.faces import PARTS
+from lococourse.editing.loco import SAMPLER_STEPS, linearize, sampler_map
+from lococourse.editing.strength import default_strength_grid
+from lococourse.eval.decisions import local_edit_success, thresholds_for
+from lococourse.eval.faces import face_directions, fit_row, prepare_faces, sample_edits, target_strengths
+from lococourse.eval.factors import factor_changes
+from lococourse.jacobian.operator import check_mask
+from lococourse.jacobian.power import power_method
+from lococourse.jacobian.subspace import project_out
+from lococourse.models.registry import load_model
+
+
+def parts_directions(model, faces, i: int, r_q: int) -> dict:
+    """(variant, part) → Direction: the paper's, band + sampler, and v projected off the other parts' subspaces."""
+    fd = face_directions(model, faces, i, methods=["loco", "no_projection", "loco_band_sampler"], tol=None)
+    views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+    tops = {}
+    for name, vw in (("pmp", views), ("sampler", sampler)):
+        for q in PARTS:
+            mk = check_mask(faces.masks[q][i], vw.base.shape_out)
+            if mk.any() and not mk.all():
+                tops[(name, q)] = power_method(vw.view(mk), k=r_q, seed=0, tol=1e-2, max_iter=15).V
+    dirs = {}
+    for p in PARTS:
+        if ("loco", p) not in fd.directions:
+            continue
+        dirs[("paper", p)] = fd.directions[("loco", p)]
+        dirs[("band_sampler", p)] = fd.directions[("loco_band_sampler", p)]
+        d = fd.directions[("no_projection", p)]
+        v = d.v.reshape(-1)
+        for name in ("pmp", "sampler"):
+            Q = torch.linalg.qr(torch.cat([tops[(name, q)] for q in PARTS if q != p and (name, q) in tops], 1).double())[0]
+            vp = project_out(v, Q.float())
+            dirs[(f"parts_{name}", p)] = dataclasses.replace(d, v=(vp / vp.norm()).reshape(d.v.shape), extra=dict(d.extra))
+    return dirs
+
+
+def rnull_directions(model, faces, i: int, r_nulls: list[int]) -> dict:
+    dirs = {}
+    for rn in r_nulls:
+        fd = face_directions(model, faces, i, methods=["loco_band_sampler"], tol=None, r_null=rn)
+        dirs.update({(f"band_sampler_r{rn}", p): d for (_, p), d in fd.directions.items()})
+    return dirs
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("variant", choices=["parts", "rnull"])
+    ap.add_argument("--t", type=float, default=0.6)
+    ap.add_argument("--images", type=int, default=6)
+    ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
+    ap.add_argument("--r-null", default="5,10,20", help="rnull: comma-separated r'")
+    a = ap.parse_args(argv)
+    if a.images < 1:
+        ap.error(f"--images must be at least 1; got {a.images}")
+    r_nulls = [int(x) for x in a.r_null.split(",")]
+    if any(r < 0 for r in r_nulls):
+        ap.error(f"--r-null must list non-negative integers; got {a.r_null!r}")
+    torch.set_num_threads(1)
+    model = load_model("faces32")
+    faces = prepare_faces(model, list(range(a.images)), a.t, sample_steps=12)
+    th = thresholds_for(32)
+    grid = default_strength_grid(3 * 32 * 32, 6)
+    res: dict = {}
+    t0 = time.perf_counter()
+    for i in range(len(faces)):
+        dirs = parts_directions(model, faces, i, a.r_q) if a.variant == "parts" else rnull_directions(model, faces, i, r_nulls)
+        chosen = target_strengths(model, faces, i, dirs, grid)
+        xs, keys = [], []
+        for k, d in dirs.items():
+            for s in (-1, 1):
+                xs.append(faces.x_t[i] + s * chosen[k].strength * d.v)
+                keys.append(k)
+        out = sample_edits(model, torch.stack(xs), faces.t, steps=12)
+        ch = factor_changes(faces.recon[[i] * len(xs)], out, reference=fit_row(faces, [i] * len(xs)))
+        for j, (variant, part) in enumerate(keys):
+            res.setdefault(variant, {}).setdefault(part, []).append(bool(local_edit_success(ch[j], part, th)))
+        print(f"face {i} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    for variant, per in res.items():
+        every = [x for v in per.values() for x in v]
+        print(variant, f"{sum(every) / len(every):.2f}", {p: round(sum(v) / len(v), 2) for p, v in per.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
