@@ -62,7 +62,7 @@ from pathlib import Path
 
 import torch
 
-from lococourse.data.faces import FACTOR_NAMES, PARTS
+from lococourse.data.faces import FACTOR_NAMES, FACTOR_PARTS, PARTS
 from lococourse.editing.loco import invert
 from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import (
@@ -224,16 +224,23 @@ def run(args) -> dict:
             tmp.write_text(json.dumps(_rounded(result(done)), separators=(",", ":")))
             tmp.replace(partial)
 
+    def needed(i: int) -> dict:
+        return {f: ub[f] for f in (i, *[(i + j) % n for j in range(1, args.transfers + 1)])}
+
     if args.workers == 1:
+        ub = {i: upper_bound_edits(model, faces, i, args.true_delta) for i in range(n)}
+        log(f"upper bound: true single-factor edits of {n} faces in {time.perf_counter() - t_start:.0f} s so far")
         for i in range(n):
-            collect(i, face_rows(model, faces, i, ctx), i + 1)
+            collect(i, face_rows(model, faces, i, ctx, needed(i)), i + 1)
     else:  # faces in parallel: one process per worker, each with its own model copy and args.threads threads
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                  initargs=(args.model, faces, ctx, args.threads)) as pool:
-            futures = {pool.submit(_worker_face, i): i for i in range(n)}
+            ub = dict(zip(range(n), pool.map(_worker_ub, range(n))))
+            log(f"upper bound: true single-factor edits of {n} faces in {time.perf_counter() - t_start:.0f} s so far")
+            futures = {pool.submit(_worker_face, i, needed(i)): i for i in range(n)}
             for done, fut in enumerate(as_completed(futures), 1):
                 collect(futures[fut], fut.result(), done)
         order = {r: k for k, r in enumerate(rows)}
@@ -245,8 +252,25 @@ def run(args) -> dict:
     return summarize(res)
 
 
-def face_rows(model, faces, i: int, ctx: dict) -> dict:
-    """Steps 4–6 for face ``i``: every row's directions, λ, edits, transfers and the upper bound, scored."""
+def upper_bound_edits(model, faces, i: int, delta: float) -> dict:
+    """The upper bound's edits of face ``i``, computed once and shared by its own row and every transfer onto it:
+    (factor name, signed δ) → (the true single-factor edit rendered, inverted and resampled through the model, its
+    estimated factor changes against the face's reconstruction), for every factor and sign that stays in [0, 1]."""
+    imgs, keys = [], []
+    for part in PARTS:
+        x, fmeta = true_factor_edits(model, faces, i, part, delta)
+        imgs += list(x)
+        keys += fmeta
+    if not keys:
+        return {}
+    ref = [i] * len(keys)
+    ch = factor_changes(faces.recon[ref], torch.stack(imgs), reference=_rows_of(faces.recon_fit, ref))
+    return {k: (imgs[j], ch[j]) for j, k in enumerate(keys)}
+
+
+def face_rows(model, faces, i: int, ctx: dict, ub: dict) -> dict:
+    """Steps 4–6 for face ``i``: every row's directions, λ, edits, transfers and the upper bound, scored.
+    ``ub``: face → :func:`upper_bound_edits` of that face, for ``i`` and its transfer targets."""
     lam, mode, grid, thresholds = ctx["lam"], ctx["mode"], ctx["grid"], ctx["thresholds"]
     methods, rows, n = ctx["methods"], ctx["rows"], len(faces)
     records, transfers, skipped, strengths = [], [], 0, []
@@ -278,34 +302,22 @@ def face_rows(model, faces, i: int, ctx: dict) -> dict:
     out = sample_edits(model, torch.stack(xs), faces.t, steps=faces.sample_steps)  # 5. and 6.
     ref_idx = [m[3] for m in meta]
     ch = factor_changes(faces.recon[ref_idx], out, reference=_rows_of(faces.recon_fit, ref_idx))
-    # the upper bound: true single-factor edits of this face and the same change on the targets
-    ub_x, ub_meta = [], []
-    for part in PARTS:
+    # the upper bound: true single-factor edits of this face and the same change on the targets (cached per face)
+    ub_x, ub_ch, ub_meta = [], [], []
+    for (name, delta), (img, c) in ub[i].items():
+        part = FACTOR_PARTS[name]
         if part in fd.skipped:
             continue
-        imgs, fmeta = true_factor_edits(model, faces, i, part, ctx["true_delta"])
-        for k, (name, delta) in enumerate(fmeta):
-            ub_x.append(imgs[k])
-            ub_meta.append((UPPER_ROW, part, 1 if delta > 0 else -1, i, name, delta))
-    tgt_theta, tgt_meta = [], []
-    for (_, part, s, _, name, delta) in ub_meta:
-        j = FACTOR_NAMES.index(name)
-        for tg in targets:
-            th = faces.factors[tg].clone()
-            v = float(th[j]) + delta
-            if name == "bg_hue" or 0.0 <= v <= 1.0:
-                th[j] = v % 1.0 if name == "bg_hue" else v
-                tgt_theta.append(th)
-                tgt_meta.append((UPPER_ROW, part, s, tg, name, delta))
-    if tgt_theta:
-        ub_x += list(resample_factors(model, faces.t, torch.stack(tgt_theta), faces.sample_steps))
-        ub_meta += tgt_meta
+        sign = 1 if delta > 0 else -1
+        for tg in (i, *targets):
+            if (name, delta) in ub[tg]:  # the factor stays in [0, 1] on the target (no clipping)
+                ub_x.append(ub[tg][(name, delta)][0])
+                ub_ch.append(ub[tg][(name, delta)][1])
+                ub_meta.append((UPPER_ROW, part, sign, tg, f"{name}{delta:+.2f}"))
     if ub_x:
-        ub_ref = [m[3] for m in ub_meta]
-        ub_ch = factor_changes(faces.recon[ub_ref], torch.stack(ub_x), reference=_rows_of(faces.recon_fit, ub_ref))
         out = torch.cat([out, torch.stack(ub_x)])
-        ch = torch.cat([ch, ub_ch])
-        meta += [(row, part, s, img, f"{name}{delta:+.2f}") for (row, part, s, img, name, delta) in ub_meta]
+        ch = torch.cat([ch, torch.stack(ub_ch)])
+        meta += ub_meta
     src = {}
     for j, (row, part, s, img, strength) in enumerate(meta):
         key = (row, part, s, strength) if row == UPPER_ROW else (row, part, s)
@@ -350,8 +362,12 @@ def _init_worker(model_name: str, faces, ctx: dict, threads: int) -> None:
     _WORKER.update(model=load_model(model_name), faces=faces, ctx=ctx)
 
 
-def _worker_face(i: int) -> dict:
-    return face_rows(_WORKER["model"], _WORKER["faces"], i, _WORKER["ctx"])
+def _worker_ub(i: int) -> dict:
+    return upper_bound_edits(_WORKER["model"], _WORKER["faces"], i, _WORKER["ctx"]["true_delta"])
+
+
+def _worker_face(i: int, ub: dict) -> dict:
+    return face_rows(_WORKER["model"], _WORKER["faces"], i, _WORKER["ctx"], ub)
 
 
 def summarize(res: dict) -> dict:
