@@ -485,7 +485,7 @@ Model `{res['model']}` ({res['size']}×{res['size']}), edit time t = {res['t']:.
 each direction to {res['transfers_per_direction']} other faces at ±λ), k = 0, r = {res['r']}, r' = {res['r_null']}
 (LOCO), power method {tol_text} / ≤ {res['power_method']['max_iter']} iterations;
 step 9 (and the λ = 0 reference) sampled with {('the paper' + chr(39) + 's 100-step DDIM grid') if not res.get('sample_steps') else str(res['sample_steps']) + ' DDIM steps from t (levels of the paper' + chr(39) + 's grid)'}.
-Wall time {res['wall_s'] / 60:.1f} min on {res['threads']} CPU thread(s) (shared machine).
+Wall time {res['wall_s'] / 60:.1f} min: {res.get('workers', 1)} process(es) × {res['threads']} CPU thread(s) (shared machine).
 Produced by `python benchmarks/bench_loco_table.py` (protocol in its docstring).
 
 {head}
