@@ -16,7 +16,7 @@ backward pass changes (and each block runs twice per VJP).
 
 Which blocks: those diffusers checkpoints — in a ``UNet2DConditionModel`` each ResNet block and each
 transformer block (self- and cross-attention, whose attention probabilities are most of the memory at 64×64
-latents); in an ``AutoencoderKL`` decoder its mid block and each up block.
+latents); in an ``AutoencoderKL`` decoder each ResNet block and each upsampling block.
 
 Jacobian modes (:class:`~lococourse.jacobian.JacobianOperator` ``forward_mode``): use ``"jvp"``.  J·v then runs
 by forward-mode AD, where nothing is stored and the blocks are called directly (:func:`recompute_call` steps aside
@@ -151,23 +151,61 @@ def _check_model(model) -> nn.Module:
     return model
 
 
+def _decoder_leaves(model: nn.Module) -> list[nn.Module]:
+    """The ResNet and upsampling blocks of a VAE decoder: recomputed one by one (instead of diffusers' whole up
+    blocks, which at 512–768 px hold several GB each; Recompute does not nest)."""
+    decoder = getattr(model, "decoder", None)
+    if decoder is None or getattr(decoder, "up_blocks", None) is None:
+        return []
+    from diffusers.models.resnet import ResnetBlock2D, Upsample2D
+
+    return [m for m in decoder.modules() if isinstance(m, (ResnetBlock2D, Upsample2D))]
+
+
+def _recomputed_leaf(block: nn.Module, hidden_states, *args):
+    return recompute_call(block._lococourse_plain_forward, hidden_states, *args)
+
+
+def _recomputed_resnet(block: nn.Module, input_tensor, temb=None):
+    return recompute_call(block._lococourse_plain_forward, input_tensor, temb)
+
+
 def enable_recompute(model: nn.Module) -> nn.Module:
     """Recompute ``model``'s checkpointable blocks in every backward pass (in place; returns ``model``).
 
     The model must be a frozen diffusers model.  Outputs, J·v and Jᵀ·u are unchanged (to float rounding); the
-    stored graph keeps each block's inputs only.  :func:`disable_recompute` undoes it.
+    stored graph keeps each block's inputs only.  In a VAE decoder the blocks are its ResNet and upsampling blocks,
+    one by one (an up block at 512–768 px holds several GB of activations).  :func:`disable_recompute` undoes it.
     """
+    import functools
+
     _check_model(model).enable_gradient_checkpointing(gradient_checkpointing_func=recompute_call)
+    leaves = _decoder_leaves(model)
+    if leaves:
+        for m in model.decoder.modules():  # the decoder's own (whole-up-block) checkpointing off: leaves instead
+            if hasattr(m, "gradient_checkpointing"):
+                m.gradient_checkpointing = False
+    from diffusers.models.resnet import ResnetBlock2D
+
+    for block in leaves:
+        if not hasattr(block, "_lococourse_plain_forward"):
+            block._lococourse_plain_forward = block.forward
+            wrap = _recomputed_resnet if isinstance(block, ResnetBlock2D) else _recomputed_leaf
+            block.forward = functools.partial(wrap, block)
     return model
 
 
 def disable_recompute(model: nn.Module) -> nn.Module:
     """Store every activation again (diffusers' default; in place; returns ``model``)."""
     _check_model(model).disable_gradient_checkpointing()
+    for block in _decoder_leaves(model):
+        if hasattr(block, "_lococourse_plain_forward"):
+            del block.forward  # the instance attribute: the class's forward again
+            del block._lococourse_plain_forward
     return model
 
 
 def is_recompute_enabled(model: nn.Module) -> bool:
     """Whether :func:`enable_recompute` is active on some block of ``model``."""
-    return any(getattr(m, "gradient_checkpointing", False) and getattr(m, "_gradient_checkpointing_func", None)
-               is recompute_call for m in model.modules())
+    return any((getattr(m, "gradient_checkpointing", False) and getattr(m, "_gradient_checkpointing_func", None)
+                is recompute_call) or hasattr(m, "_lococourse_plain_forward") for m in model.modules())
