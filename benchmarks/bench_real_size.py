@@ -64,13 +64,17 @@ GPU_GOAL_SECONDS = 10.0
 NO_GPU = "not measured (no GPU lent)"
 
 #: Per architecture: the Jacobian operator's knobs (chunk: J·V / Jᵀ·U directions per batched call).  The
-#: defaults are the library's; the latent models need chunk = 1 and the forward-mode J·V to fit (see the README).
+#: defaults are the library's; the latent models need chunk = 1, the forward-mode J·V and recomputed blocks to fit
+#: (see the README and lococourse.models.recompute).
 KNOBS = {
     "unet2d": dict(forward_mode="transpose", chunk=None),
     "if": dict(forward_mode="transpose", chunk=None),
     "sd": dict(forward_mode="jvp", chunk=1),
     "lcm": dict(forward_mode="jvp", chunk=1),
 }
+#: Families whose stand-in recomputes its UNet/VAE blocks in the backward pass (standin_t2i(recompute=True)):
+#: with every activation stored, their 512 px Jacobian does not fit 24 GB.
+RECOMPUTE_FAMILIES = ("sd", "lcm")
 
 
 # ----------------------------------------------------------------------------- one architecture (child process)
@@ -84,7 +88,7 @@ def _pmp(name: str, device: str):
         f = model.pmp(spec.edit_t)
         x = torch.randn(*model.shape, generator=g).to(device)
         return model, f, x
-    pipe = rs.standin_t2i(name, num_steps=None).to(device)
+    pipe = rs.standin_t2i(name, num_steps=None, recompute=spec.family in RECOMPUTE_FAMILIES).to(device)
     model = pipe.with_prompts("a photo of a cat", "a photo of a cat with a red hat")
     pipe.text_encoder = None  # prompts encoded; the Jacobian never needs it again (frees 0.1–1.2 GB)
     f = model.pmp_source(model.default_t())
@@ -142,7 +146,9 @@ def run_one(name: str, args, partial: Path) -> dict:
     t_start = time.perf_counter()
     spec = HUB_MODELS[name]
     knobs = dict(KNOBS[spec.family])
-    row = {"name": name, "family": spec.family, **_param_row(name), "knobs": knobs, "k": K, "stages": {},
+    k = args.k
+    shown = {**knobs, **({"recompute": True} if spec.family in RECOMPUTE_FAMILIES else {})}
+    row = {"name": name, "family": spec.family, **_param_row(name), "knobs": shown, "k": k, "stages": {},
            "device": args.device, "dtype": "float32"}
 
     def save():
@@ -167,8 +173,8 @@ def run_one(name: str, args, partial: Path) -> dict:
     row["d_out"], row["shape_out"] = y.numel(), list(y.shape)
     op = stage("linearize", JacobianOperator, f, x, **knobs)
     g = torch.Generator().manual_seed(1)
-    V = torch.randn(K, *x.shape, generator=g).to(x)
-    U = torch.randn(K, *y.shape, generator=g).to(y)
+    V = torch.randn(k, *x.shape, generator=g).to(x)
+    U = torch.randn(k, *y.shape, generator=g).to(y)
     stage("jv_k5", op.mv, V)
     stage("jtu_k5", op.rmv, U)
     jv, jtu = row["stages"]["jv_k5"]["seconds"], row["stages"]["jtu_k5"]["seconds"]
@@ -181,7 +187,7 @@ def run_one(name: str, args, partial: Path) -> dict:
                                     f"estimate {estimate:.0f} s exceeds the {left:.0f} s left of the time box")
     else:
         mask = _mask(y.shape)
-        d = stage("direction", find_direction, op, None, mask, r=K, r_null=K, max_iter=args.max_iter, tol=1e-4)
+        d = stage("direction", find_direction, op, None, mask, r=k, r_null=k, max_iter=args.max_iter, tol=1e-4)
         row["direction_converged"], row["direction_n_iter"] = d.extra["converged"], d.extra["n_iter"]
     if args.bf16 and spec.family == "unet2d":  # one forward in bf16 on this CPU (no native bf16: expect it slower)
         model.unet.to(torch.bfloat16)
@@ -222,7 +228,7 @@ def run_child(name: str, args) -> dict:
         partial = Path(d) / "row.json"
         cmd = [sys.executable, __file__, "--child", name, "--partial", str(partial), "--threads", str(args.threads),
                "--time-box", str(args.time_box), "--memory-limit", str(args.memory_limit), "--max-iter",
-               str(args.max_iter), "--device", args.device, "--bf16-box", str(args.bf16_box)] + (["--quick"] if args.quick else []) + \
+               str(args.max_iter), "--device", args.device, "--bf16-box", str(args.bf16_box), "--k", str(args.k)] + (["--quick"] if args.quick else []) + \
               (["--bf16"] if args.bf16 else [])
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         t0 = time.perf_counter()
@@ -247,7 +253,8 @@ def _fmt_stage(row: dict, key: str) -> str:
     s = row.get("stages", {}).get(key)
     if s is None:
         return "—"
-    return f"{s['seconds']:.1f} s ({s['peak_rss_gb']:.1f} GB)"
+    at_k = f" at k = {row['k']}" if key in ("jv_k5", "jtu_k5", "direction") and row.get("k", K) != K else ""
+    return f"{s['seconds']:.1f} s ({s['peak_rss_gb']:.1f} GB){at_k}"
 
 
 def _fmt_params(p: dict) -> str:
@@ -267,12 +274,13 @@ def markdown(results: dict) -> str:
     lines = [
         "# Real-size architectures on a CPU — RANDOM WEIGHTS (stand-ins: cost only, no image quality)",
         "",
-        "Commands: " + "; ".join(f"`{c}`" for c in results["commands"]) + f" — {m['cpu']}, {m['cores']} cores "
+        "Commands: " + "; ".join(f"`{c}`" for c in results.get("commands") or [results["command"]]) + f" — {m['cpu']}, {m['cores']} cores "
         "shared with other jobs (each row's load average in the JSON), "
         f"{results['threads']} torch thread(s), torch "
         f"{m['torch']}, float32.  Time: wall seconds; in brackets the process's peak resident memory (weights "
-        "included) during that stage.  k = 5 directions for J·V and Jᵀ·U; the direction is "
-        f"`find_direction` with r = r' = 5 and {results['max_iter']} power iteration(s) each (+ Rayleigh–Ritz), "
+        "included) during that stage.  k = 5 directions for J·V and Jᵀ·U and r = r' = k for the direction unless "
+        "a cell says \"at k = …\" (`--k`); the direction is "
+        f"`find_direction` with {results['max_iter']} power iteration(s) each (+ Rayleigh–Ritz), "
         "not iterated to its tolerance.",
         "",
         "| architecture | parameters | x_t → f(x_t) | knobs | build | PMP forward | linearize | J·V (k=5) | "
@@ -292,7 +300,8 @@ def markdown(results: dict) -> str:
         if "direction" in row.get("stages", {}):
             direction = _fmt_stage(row, "direction")
         elif "direction_estimate_seconds" in row:
-            direction = f"≈ {row['direction_estimate_seconds']:.0f} s (estimate, not run)"
+            at_k = f" at r = r' = {row['k']}" if row.get("k", K) != K else ""
+            direction = f"≈ {row['direction_estimate_seconds']:.0f} s (estimate{at_k}, not run)"
         else:
             direction = "—"
         if row.get("stopped"):
@@ -325,6 +334,8 @@ def main(argv=None) -> int:
     ap.add_argument("--time-box", type=float, default=3600.0, help="seconds per architecture (default 3600)")
     ap.add_argument("--memory-limit", type=float, default=18.0, help="GB of resident memory before a child is stopped")
     ap.add_argument("--max-iter", type=int, default=1, help="power iterations per power method (default 1)")
+    ap.add_argument("--k", type=int, default=K, help=f"directions for J·V / Jᵀ·U and r = r' of the direction "
+                    f"(default {K}, the paper's; fewer only to fit a CPU's time)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda where a GPU is present")
     ap.add_argument("--bf16", action="store_true", help="also one bf16 PMP forward of the DDPM")
     ap.add_argument("--bf16-box", type=float, default=300.0, help="seconds before the bf16 forward is given up")
@@ -333,7 +344,7 @@ def main(argv=None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--partial", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    for value, flag in ((args.threads, "--threads"), (args.max_iter, "--max-iter")):
+    for value, flag in ((args.threads, "--threads"), (args.max_iter, "--max-iter"), (args.k, "--k")):
         if value < 1:
             ap.error(f"{flag} must be a positive integer; got {value}")
     if not (args.time_box > 0 and args.memory_limit > 0):

@@ -224,7 +224,10 @@ def full_mode_t2i(name: str, family: str | None = None):
         from lococourse.models.real_size import standin_t2i
 
         spec = registry.get_spec(name)
-        return standin_t2i(name, num_steps=STANDIN_SETTINGS.t2i_steps[family or spec.family])
+        family = family or spec.family
+        # latent families recompute their UNet/VAE blocks: a 512 px Jacobian with every activation stored does
+        # not fit 24 GB (lococourse.models.recompute; T-LOCO's stand-in settings use forward_mode="jvp")
+        return standin_t2i(name, num_steps=STANDIN_SETTINGS.t2i_steps[family], recompute=family in ("sd", "lcm"))
     import torch
 
     return registry.load_t2i(name, device="cuda", dtype=torch.float16)

@@ -31,7 +31,10 @@ CUDA only), ``chunk`` (at most this many JVP/VJP directions per batched call), `
 (avg-pool the decoded output by this factor before masking: the Jacobian's output and the power
 method's U shrink by its square; the decoder itself still runs at full resolution), ``forward_mode``
 of the Jacobian operator (default "transpose": J·V by double backward, no forward-mode trace; "jvp" or
-"linearize" where an op lacks a double backward).
+"linearize" where an op lacks a double backward), and :meth:`T2IPipeline.enable_recompute
+<lococourse.models.t2i.T2IPipeline.enable_recompute>` (recompute the UNet's and VAE's blocks in the backward pass
+instead of storing them: SD-2.1-base's Jacobian then fits a 24 GB CPU machine; T-LOCO's default ``forward_mode``
+becomes "jvp", the one mode recomputation supports).
 """
 from __future__ import annotations
 
@@ -193,13 +196,29 @@ def _prepare_mask(model, mask, pool):
     return pixel_mask(mask, model, pool=pool).to(model.pipe.device)
 
 
+def _forward_mode(model: T2IModel, forward_mode: str | None) -> str:
+    """The Jacobian's forward mode: the given one, else "jvp" for a pipeline that recomputes, else "transpose"."""
+    from lococourse.models.recompute import RECOMPUTE_FORWARD_MODE
+
+    recompute = model.pipe.recompute
+    if forward_mode is None:
+        return RECOMPUTE_FORWARD_MODE if recompute else "transpose"
+    if recompute and forward_mode == "transpose":
+        raise ValueError("forward_mode='transpose' (a double backward) does not go through recomputed blocks; this "
+                         f"pipeline recomputes (enable_recompute()): use forward_mode={RECOMPUTE_FORWARD_MODE!r} "
+                         "(or None), or pipe.disable_recompute()")
+    return forward_mode
+
+
 def t_loco_unsupervised(model: T2IModel, mask, t: float | None = None, strengths: Sequence[float] = (-5.0, 5.0), *,
                         seed: int = 0, index: int = 0, r: int = 5, r_null: int = 5, tol: float = 1e-3,
                         max_iter: int = 30, chunk: int | None = None, jacobian_pool: int = 1,
-                        forward_mode: str = "transpose") -> TEditResult:
+                        forward_mode: str | None = None) -> TEditResult:
     """Algorithm 3 (unsupervised T-LOCO Edit): x_t ← DDIM(x_T, 1 → t, c_o); v_p from ∂P_Ω f^o and the
-    nullspace of ∂P_{Ω^c} f^o; x'₀ ← DDIM(x_t + λ v_p, t → 0, c_o) for each λ (one batch, λ = 0 first)."""
+    nullspace of ∂P_{Ω^c} f^o; x'₀ ← DDIM(x_t + λ v_p, t → 0, c_o) for each λ (one batch, λ = 0 first).
+    ``forward_mode`` None: "jvp" if the pipeline recomputes (:meth:`T2IPipeline.enable_recompute`), else "transpose"."""
     strengths = _check_strengths(strengths)
+    forward_mode = _forward_mode(model, forward_mode)
     m = _prepare_mask(model, mask, jacobian_pool)
     sampler, t_grid, x_T, x_t = _start(model, t, seed)
     f = model.pmp_source(t_grid)
@@ -213,12 +232,14 @@ def t_loco_unsupervised(model: T2IModel, mask, t: float | None = None, strengths
 
 def t_loco_text(model: T2IModel, mask, t: float | None = None, strengths: Sequence[float] = (-10.0, 10.0), *,
                 seed: int = 0, r_null: int = 5, tol: float = 1e-3, max_iter: int = 30, chunk: int | None = None,
-                jacobian_pool: int = 1, forward_mode: str = "transpose") -> TEditResult:
+                jacobian_pool: int = 1, forward_mode: str | None = None) -> TEditResult:
     """Algorithm 4 (text-supervised T-LOCO Edit): d = P_Ω(f^e − f^o)(x_t), v = J_eᵀ d, nullspace projection
-    from f^o on Ω^c, normalise; the edit prompt is used for the direction only, sampling uses c_o."""
+    from f^o on Ω^c, normalise; the edit prompt is used for the direction only, sampling uses c_o.
+    ``forward_mode`` None: "jvp" if the pipeline recomputes (:meth:`T2IPipeline.enable_recompute`), else "transpose"."""
     if model.edit is None:
         raise ValueError("text-supervised T-LOCO needs an edit prompt: pipeline.with_prompts(prompt, edit_prompt)")
     strengths = _check_strengths(strengths)
+    forward_mode = _forward_mode(model, forward_mode)
     m = _prepare_mask(model, mask, jacobian_pool)
     sampler, t_grid, x_T, x_t = _start(model, t, seed)
     f_o, f_e = pooled(model.pmp_source(t_grid), jacobian_pool), pooled(model.pmp_edit(t_grid), jacobian_pool)

@@ -141,8 +141,32 @@ def _head_mask(attn, attention_mask, seq_len: int, batch: int) -> torch.Tensor |
     return mask.reshape(batch, attn.heads, -1, mask.shape[-1])
 
 
+#: The largest attention-score tensor (B·heads·N_q·N_k elements) formed at once: 2²⁷ = 512 MB in float32.  Larger
+#: ones are computed in slices of query rows — exact, since each row's softmax is its own — so that a 96×96 latent
+#: (LCM_Dreamshaper_v7 at 768 px: 8 heads × 9216² = 2.7 GB of scores per image) does not hold them all at once,
+#: which forward mode (scores, probabilities and their tangents) would multiply.  None: never slice.
+MAX_SCORE_ELEMENTS: int | None = 2 ** 27
+
+
 def _attend(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """softmax(Q Kᵀ · scale + mask) V with diffusers' optional upcasts; returns (B, N_q, heads·d)."""
+    """softmax(Q Kᵀ · scale + mask) V with diffusers' optional upcasts; returns (B, N_q, heads·d).
+
+    Scores larger than :data:`MAX_SCORE_ELEMENTS` are formed a slice of query rows at a time (the same function)."""
+    b, h, n_q, _ = q.shape
+    per_row = b * h * k.shape[-2]
+    limit = MAX_SCORE_ELEMENTS
+    if limit is None or n_q * per_row <= limit or n_q == 1:
+        return _attend_rows(attn, q, k, v, mask)
+    step = max(1, limit // per_row)
+    outs = []
+    for i in range(0, n_q, step):
+        m = mask if mask is None or mask.shape[-2] == 1 else mask[..., i:i + step, :]
+        outs.append(_attend_rows(attn, q[:, :, i:i + step], k, v, m))
+    return torch.cat(outs, dim=1)
+
+
+def _attend_rows(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(Q Kᵀ · scale + mask) V for all the rows of q at once; (B, N_q, heads·d)."""
     dtype = q.dtype
     up = torch.promote_types(dtype, torch.float32)  # an upcast never lowers float64 (diffusers' .float() would)
     if attn.upcast_attention:

@@ -295,7 +295,7 @@ def standin_model(name: str, seed: int = 0):
 STANDIN_MAX_LENGTH = 77
 
 
-def standin_t2i(name: str, seed: int = 0, num_steps: int | None = None):
+def standin_t2i(name: str, seed: int = 0, num_steps: int | None = None, recompute: bool = False):
     """A :class:`~lococourse.models.t2i.T2IPipeline` of a text-to-image architecture with seeded RANDOM weights.
 
     ``name`` is a registry name of family sd/if/lcm (``sd-2.1-base``, ``deepfloyd-if-i-m``,
@@ -310,10 +310,13 @@ def standin_t2i(name: str, seed: int = 0, num_steps: int | None = None):
 
     Schedulers: DDIM (sd), DDPM (if), LCM (lcm) from the transcribed scheduler configs, as
     :func:`~lococourse.models.registry.load_t2i` loads them.  ``num_steps``: sampling steps (default the
-    family's: 100 DDIM steps, 4 LCM steps).  The global RNG is left untouched.
+    family's: 100 DDIM steps, 4 LCM steps).  ``recompute``: :meth:`~lococourse.models.t2i.T2IPipeline.enable_recompute`
+    (what SD-2.1-base and LCM need to fit T-LOCO's Jacobians in 24 GB on a CPU).  The global RNG is left untouched.
 
     RANDOM WEIGHTS: the pipeline and each of its networks have ``random_weights = True``.
     """
+    if not isinstance(recompute, bool):
+        raise ValueError(f"recompute must be True or False; got {recompute!r}")
     from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
 
     from lococourse.models.t2i import T2IPipeline
@@ -339,7 +342,7 @@ def standin_t2i(name: str, seed: int = 0, num_steps: int | None = None):
                        max_length=STANDIN_MAX_LENGTH)
     pipe.random_weights = True
     pipe.notes = _standin_notes(spec)
-    return pipe
+    return pipe.enable_recompute() if recompute else pipe
 
 
 # ----------------------------------------------------------------------------- measuring

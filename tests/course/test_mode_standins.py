@@ -55,11 +55,15 @@ def test_full_mode_model_and_t2i_use_the_real_size_standins(monkeypatch):
 
     calls = []
     monkeypatch.setattr(real_size, "standin_model", lambda name: calls.append(("model", name)) or "M")
-    monkeypatch.setattr(real_size, "standin_t2i", lambda name, num_steps=None: calls.append(("t2i", name, num_steps)) or "P")
+    monkeypatch.setattr(real_size, "standin_t2i", lambda name, num_steps=None, recompute=False:
+                        calls.append(("t2i", name, num_steps, recompute)) or "P")
     monkeypatch.setenv(mode.STANDINS_ENV, "1")
     assert mode.full_mode_model("ddpm-celebahq-256") == "M"
     assert mode.full_mode_t2i("sd-2.1-base") == "P"
-    assert calls == [("model", "ddpm-celebahq-256"), ("t2i", "sd-2.1-base", mode.STANDIN_SETTINGS.t2i_steps["sd"])]
+    assert mode.full_mode_t2i("deepfloyd-if-i-m") == "P"
+    # the latent models recompute their blocks (their 512 px Jacobian does not fit 24 GB otherwise); IF does not need to
+    assert calls == [("model", "ddpm-celebahq-256"), ("t2i", "sd-2.1-base", mode.STANDIN_SETTINGS.t2i_steps["sd"], True),
+                     ("t2i", "deepfloyd-if-i-m", mode.STANDIN_SETTINGS.t2i_steps["if"], False)]
     setup = tloco_lab.tloco_setup()
     assert setup.kind == "standin" and setup.random_weights and setup.settings["max_iter"] == 1
     assert "RANDOM" in setup.describe() and setup.prompts == (tloco_lab.SOURCE, tloco_lab.EDIT)

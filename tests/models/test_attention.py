@@ -152,3 +152,24 @@ def test_refuses_a_processor_it_cannot_stand_in_for():
 def test_not_a_module():
     with pytest.raises(TypeError, match="nn.Module"):
         use_jvp_safe_attention(lambda x: x)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_query_slicing_gives_the_same_attention_and_jvp(kind, monkeypatch):
+    """Scores above MAX_SCORE_ELEMENTS are formed in slices of query rows: the same output and J·v as all at once
+    (the sd case has a padded-prompt attention mask, which is sliced with the rows)."""
+    from lococourse.models import attention as attention_module
+
+    model, f, x = _case(kind, torch.float64)
+    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=x.dtype)
+
+    def run():
+        with jvp_safe_attention(model):
+            return f(x), torch.func.jvp(f, (x,), (v,))[1]
+
+    monkeypatch.setattr(attention_module, "MAX_SCORE_ELEMENTS", None)
+    y_ref, jv_ref = run()
+    monkeypatch.setattr(attention_module, "MAX_SCORE_ELEMENTS", 7)  # a row or a few per slice
+    y, jv = run()
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(jv, jv_ref, atol=1e-12, rtol=1e-10)
