@@ -39,14 +39,15 @@ SOURCE, EDIT = "a photo of a man", "a photo of a man wearing glasses"
 #: that still differ, so that the edit prompt is not cut back to the source prompt.
 TINY_SOURCE, TINY_EDIT = "a man", "a man in glasses"
 KINDS = ("tiny", "paper", "standin")
-#: Memory (GB) a real-size Algorithm 4 needs on a CPU in float32, where it was measured not to fit 24 GB: SD-2.1-base's
-#: J_eᵀd linearises f^e with CFG batch 3 (≈ 11 GB of UNet activations) plus the 512² VAE decoder (≈ 6 GB) and the
-#: weights (≈ 4 GB) — see SD_TEXT_NEEDS_GB in tests/models/test_real_size_end_to_end.py.  A stand-in run skips that
-#: variant, and says so, on a machine with less memory.
-STANDIN_TEXT_NEEDS_GB = {"sd": 32.0}
+#: Memory (GB) a real-size Algorithm 4 needs on a CPU in float32.  Without recomputation SD-2.1-base's J_eᵀd did not fit
+#: 24 GB (CFG batch 3 of stored UNet activations plus the 512² VAE decoder's, ≈ 21 GB with the weights); the stand-ins
+#: now recompute their blocks (lococourse.models.recompute), and the slow test measured a 11.8 GB peak — the same 20 GB
+#: floor as its skip in tests/models/test_real_size_end_to_end.py.  A stand-in run skips that variant, and says so,
+#: on a machine with less memory.
+STANDIN_TEXT_NEEDS_GB = {"sd": 20.0}
 #: A stand-in run stops its own process (``lococourse.models.real_size.memory_guard``) above this resident memory
 #: (at most 85 % of the machine's): on a shared machine that is better than the kernel's OOM killer picking another
-#: process.  SD-2.1-base's Algorithm 3 peaks near 20 GB on a CPU.
+#: process.  Without recomputation SD-2.1-base's Algorithm 3 peaked near 20 GB on a CPU; with it, 11 GB.
 STANDIN_MEMORY_LIMIT_GB = 21.0
 
 

@@ -85,7 +85,7 @@ HUB_MODELS: dict[str, ModelSpec] = {s.name: s for s in [
               (-5.0, 5.0), (-10.0, 10.0), "unet", "Stable Diffusion 2.1 base; edit t = 0.7 (G.3)"),
     ModelSpec("deepfloyd-if-i-m", "DeepFloyd/IF-I-M-v1.0", "hub", "if", 64, 3, None, 0.75,
               (-15.0, 15.0), (-50.0, 50.0), "unet", "DeepFloyd IF stage I (64 px, learned variance); edit t = 0.75"),
-    ModelSpec("lcm-dreamshaper-v7", "SimianLuo/LCM_Dreamshaper_v7", "hub", "lcm", 512, 3, (4, 64, 64), None,
+    ModelSpec("lcm-dreamshaper-v7", "SimianLuo/LCM_Dreamshaper_v7", "hub", "lcm", 768, 3, (4, 96, 96), None,
               (-5.0, 5.0), (-10.0, 10.0), "unet", "Latent Consistency Model, 4 steps, edit at the second step"),
 ]}
 

@@ -361,6 +361,18 @@ def test_t2i_names_and_shapes_known_before_loading():
     assert registry.t2i_latent_shape("sd-2.1-base") == (4, 64, 64)
 
 
+@pytest.mark.parametrize("name", ["sd-2.1-base", "lcm-dreamshaper-v7"])
+def test_latent_hub_shapes_agree_with_their_transcribed_configs(name):
+    """The registry's sizes against the checkpoints' own unet/vae configs (models/configs; LCM_Dreamshaper_v7's unet
+    has sample_size 96, so 768 px, not SD-1.5's 512)."""
+    from lococourse.models import real_size as rs
+
+    source = registry.get_spec(name).source
+    size = rs.real_config(source, "unet")["sample_size"]
+    assert registry.t2i_latent_shape(name) == (4, size, size)
+    assert registry.t2i_image_shape(name) == (3, size * rs.latent_scale(source), size * rs.latent_scale(source))
+
+
 @pytest.mark.parametrize("bad, match", [("", "is empty"), ("   ", "is empty"), (__file__, "is a file, not a model folder")])
 def test_bad_model_names_are_named(bad, match):
     with pytest.raises(ValueError, match=match) as e:
