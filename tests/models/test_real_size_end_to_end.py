@@ -222,14 +222,7 @@ def test_tloco_text_on_the_if_i_m_architecture(if_model, capsys):
                 f"direction {res.direction.seconds:.0f} s, t = {res.t:.3f}")
         td = res.text
         _check_text_direction(td, res, (3, 64, 64), 5)
-        # v_raw = J_eᵀ d: ⟨v_raw, w⟩ = ⟨d, J_e w⟩, J_e w by central differences of f^e
-        w = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(3))
-        f_e = if_model.pmp_edit(res.t)
-        h = 1e-3
-        with torch.no_grad():
-            pair = f_e(torch.stack([res.x_t + h * w, res.x_t - h * w]))
-        lhs, rhs = float((td.v_raw * w).sum()), float((td.d * (pair[0] - pair[1])).sum() / (2 * h))
-        assert lhs == pytest.approx(rhs, rel=2e-2)
+        _check_v_raw_by_differences(if_model, res)
 
 
 
@@ -288,14 +281,17 @@ def test_tloco_text_on_the_lcm_dreamshaper_v7_architecture(lcm_model, capsys):
         td = res.text
         _check_text_direction(td, res, (4, 96, 96), 1)
         assert res.edited.shape == (1, 3, 768, 768)
-        # v_raw = J_eᵀ d (by recomputed reverse mode): ⟨v_raw, w⟩ = ⟨d, J_e w⟩, J_e w by central differences of f^e
-        w = torch.randn(4, 96, 96, generator=torch.Generator().manual_seed(3))
-        f_e = lcm_model.pmp_edit(res.t)
-        h = 1e-3
-        with torch.no_grad():
-            pair = f_e(torch.stack([res.x_t + h * w, res.x_t - h * w]))
-        lhs, rhs = float((td.v_raw * w).sum()), float((td.d * (pair[0] - pair[1])).sum() / (2 * h))
-        assert lhs == pytest.approx(rhs, rel=2e-2)
+        _check_v_raw_by_differences(lcm_model, res)  # v_raw by recomputed reverse mode
+
+def _check_v_raw_by_differences(model, res, h: float = 1e-3, rel: float = 2e-2):
+    """v_raw = J_eᵀ d: ⟨v_raw, w⟩ = ⟨d, J_e w⟩ for a seeded w, with J_e w by central differences of f^e."""
+    td = res.text
+    w = torch.randn(res.x_t.shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        pair = model.pmp_edit(res.t)(torch.stack([res.x_t + h * w, res.x_t - h * w]))
+    lhs, rhs = float((td.v_raw * w).sum()), float((td.d * (pair[0] - pair[1])).sum() / (2 * h))
+    assert lhs == pytest.approx(rhs, rel=rel)
+
 
 def _check_text_direction(td, res, latent_shape, r_null):
     mask = res.direction.mask
