@@ -3,6 +3,7 @@
     python benchmarks/explore_nullspace_variants.py parts --t 0.6 --images 6
     python benchmarks/explore_nullspace_variants.py rnull --t 0.6 --images 6 --r-null 5,10,20
     python benchmarks/explore_nullspace_variants.py target --t 0.6 --images 6 --targets 0.08,0.12,0.16
+    python benchmarks/explore_nullspace_variants.py steps --t 0.6 --images 6 --sampler-steps 3,6,12
 
 Both score local-edit success (lococourse.eval.local_edit_success, the table's primary metric and thresholds) of
 ±λ edits, λ per direction by target (lococourse.eval.target_strengths, the table's default), on the faces
@@ -14,6 +15,8 @@ Both score local-edit success (lococourse.eval.local_edit_success, the table's p
   LOCO + 2 px band + sampler nullspace (``loco_band_sampler``).
 * ``rnull`` — ``loco_band_sampler`` with r' = 5 (the default) against larger r'.
 * ``target`` — ``loco_band_sampler`` with λ-by-target aiming at other main-factor changes than the default 0.12.
+* ``steps`` — ``loco_band_sampler`` with the sampler of its complement nullspace on coarser DDIM grids than
+  ``SAMPLER_STEPS`` (the sampler's JVPs/VJPs are most of the table's learning time; their cost is ∝ steps).
 
 Prints one line per variant: overall local success and per part.  Measured here (2026-12-02, 6 faces, t = 0.6):
 the per-part subspaces 0.35 (PMP) and 0.25 (sampler) against 0.60 for band + sampler and 0.28 for the paper's
@@ -76,6 +79,16 @@ def rnull_directions(model, faces, i: int, r_nulls: list[int]) -> dict:
     return dirs
 
 
+def steps_directions(model, faces, i: int, steps: list[int]) -> dict:
+    dirs = {}
+    for n in steps:
+        fd = face_directions(model, faces, i, methods=["loco_band_sampler"], tol=None, sampler_steps=n)
+        dirs.update({(f"band_sampler_{n}steps", p): d for (_, p), d in fd.directions.items()})
+        secs = sum(fd.learning_seconds("loco_band_sampler", p) for (_, p) in fd.directions)
+        print(f"  {n} sampler steps: {secs:.1f} s for {len(fd.directions)} directions", file=sys.stderr, flush=True)
+    return dirs
+
+
 def target_directions(model, faces, i: int):
     fd = face_directions(model, faces, i, methods=["loco_band_sampler"], tol=None)
     return {(None, p): d for (_, p), d in fd.directions.items()}
@@ -83,11 +96,12 @@ def target_directions(model, faces, i: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("variant", choices=["parts", "rnull", "target"])
+    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps"])
     ap.add_argument("--t", type=float, default=0.6)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
     ap.add_argument("--r-null", default="5,10,20", help="rnull: comma-separated r'")
+    ap.add_argument("--sampler-steps", default="3,6,12", help="steps: comma-separated DDIM steps of the sampler")
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
     a = ap.parse_args(argv)
     if a.images < 1:
@@ -95,6 +109,9 @@ def main(argv=None) -> int:
     r_nulls = [int(x) for x in a.r_null.split(",")]
     if any(r < 0 for r in r_nulls):
         ap.error(f"--r-null must list non-negative integers; got {a.r_null!r}")
+    steps = [int(x) for x in a.sampler_steps.split(",")]
+    if any(n < 1 for n in steps):
+        ap.error(f"--sampler-steps must list positive integers; got {a.sampler_steps!r}")
     targets = [float(x) for x in a.targets.split(",")]
     if any(not x > 0 for x in targets):
         ap.error(f"--targets must list positive changes; got {a.targets!r}")
@@ -116,7 +133,12 @@ def main(argv=None) -> int:
                         xs.append(faces.x_t[i] + s * chosen[k].strength * d.v)
                         keys.append((f"target {tgt:g}", k[1]))
         else:
-            dirs = parts_directions(model, faces, i, a.r_q) if a.variant == "parts" else rnull_directions(model, faces, i, r_nulls)
+            if a.variant == "parts":
+                dirs = parts_directions(model, faces, i, a.r_q)
+            elif a.variant == "steps":
+                dirs = steps_directions(model, faces, i, steps)
+            else:
+                dirs = rnull_directions(model, faces, i, r_nulls)
             chosen = target_strengths(model, faces, i, dirs, grid)
             for k, d in dirs.items():
                 for s in (-1, 1):

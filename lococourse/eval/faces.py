@@ -166,7 +166,7 @@ METHOD_OPTIONS: dict[str, dict] = {
 
 def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = tuple(METHODS), parts: Sequence[str] = PARTS,
                     index: int = 0, r: int = 5, r_null: int = 5, seed: int = 0, tol: float = 1e-3,
-                    max_iter: int = 30) -> FaceDirections:
+                    max_iter: int = 30, sampler_steps: int = SAMPLER_STEPS) -> FaceDirections:
     """Editing directions for image ``i`` of ``faces``, every method × part, from one linearisation.
 
     Every direction is Algorithm 1 steps 4–8 (:func:`~lococourse.editing.loco.find_direction`) on one shared
@@ -178,6 +178,9 @@ def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = t
     * ``pmp_unmasked`` / ``eps_unmasked``: the top-r right singular vectors of ∇f (resp. ∂ε/∂x_t).  They know
       no region, so for each part they get their most favourable reading: the one of the r whose left
       singular vector u_k puts the largest fraction of its energy inside the part's mask.
+
+    ``sampler_steps``: the DDIM grid from t to 0 of the sampler whose complement nullspace the ``*_sampler``
+    methods use (:func:`~lococourse.editing.loco.sampler_map`).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -192,8 +195,8 @@ def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = t
     views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
     sampler = None  # the whole sampler's linearisation, shared by every part (only if a method needs it)
     if need_sampler:
-        sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
-        sampler.label = f"sampler:{SAMPLER_STEPS}"
+        sampler = linearize(sampler_map(model, faces.t, sampler_steps), faces.x_t[i])
+        sampler.label = f"sampler:{sampler_steps}"
     out, power_s, skipped = {}, {}, []
     for part in parts:
         mask = faces.masks[part][i]
