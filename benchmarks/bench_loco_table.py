@@ -63,7 +63,7 @@ from pathlib import Path
 import torch
 
 from lococourse.data.faces import FACTOR_NAMES, FACTOR_PARTS, PARTS
-from lococourse.editing.loco import invert
+from lococourse.editing.loco import SAMPLER_STEPS, invert
 from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import (
     calibrate_thresholds,
@@ -191,6 +191,7 @@ def run(args) -> dict:
         res = {"model": model.spec.name, "size": size, "t": faces.t, "strength": lam, "strength_mode": mode,
                "target_change": args.target if mode == "target" else None, "strength_grid": grid, "strengths": strengths,
                "true_delta": args.true_delta, "rows": rows, "images": done, "sample_steps": args.sample_steps,
+               "sampler_steps": args.sampler_steps,
                "transfers_per_direction": args.transfers, "r": 5, "r_null": 5, "index": 0,
                "power_method": {"tol": args.tol, "max_iter": args.max_iter},
                "thresholds": thresholds.as_dict(), "thresholds_how": thresholds.how, "estimator_noise_q95": thresholds.noise,
@@ -204,7 +205,7 @@ def run(args) -> dict:
     learn, transfer_s, strengths = {r: [] for r in rows}, {r: [] for r in rows}, []
     ctx = {"lam": lam, "mode": mode, "grid": grid, "thresholds": thresholds, "methods": methods, "rows": rows,
            "tol": args.tol, "max_iter": args.max_iter, "target": args.target, "transfers": args.transfers,
-           "true_delta": args.true_delta, "t": args.t}
+           "true_delta": args.true_delta, "t": args.t, "sampler_steps": args.sampler_steps}
 
     def collect(i: int, face: dict, done: int) -> None:
         nonlocal skipped
@@ -276,7 +277,8 @@ def face_rows(model, faces, i: int, ctx: dict, ub: dict) -> dict:
     records, transfers, skipped, strengths = [], [], 0, []
     learn, transfer_s = {r: [] for r in rows}, {r: [] for r in rows}
     t0 = time.perf_counter()
-    fd = face_directions(model, faces, i, methods=methods, tol=ctx["tol"], max_iter=ctx["max_iter"])  # 4.
+    fd = face_directions(model, faces, i, methods=methods, tol=ctx["tol"], max_iter=ctx["max_iter"],  # 4.
+                         sampler_steps=ctx.get("sampler_steps", SAMPLER_STEPS))
     skipped += len(fd.skipped)
     if mode == "target":
         chosen = {k: c.strength for k, c in target_strengths(model, faces, i, fd.directions, grid,
@@ -484,6 +486,7 @@ Model `{res['model']}` ({res['size']}×{res['size']}), edit time t = {res['t']:.
 {res['images']} generated faces × every part mask ({n_edit} edits per method, {n_tr} transfers per method:
 each direction to {res['transfers_per_direction']} other faces at ±λ), k = 0, r = {res['r']}, r' = {res['r_null']}
 (LOCO), power method {tol_text} / ≤ {res['power_method']['max_iter']} iterations;
+the sampler-nullspace methods linearise a {res.get('sampler_steps') or SAMPLER_STEPS}-step DDIM sampler from t;
 step 9 (and the λ = 0 reference) sampled with {('the paper' + chr(39) + 's 100-step DDIM grid') if not res.get('sample_steps') else str(res['sample_steps']) + ' DDIM steps from t (levels of the paper' + chr(39) + 's grid)'}.
 Wall time {res['wall_s'] / 60:.1f} min: {res.get('workers', 1)} process(es) × {res['threads']} CPU thread(s) (shared machine).
 Produced by `python benchmarks/bench_loco_table.py` (protocol in its docstring).
@@ -571,6 +574,8 @@ def main(argv=None) -> int:
                    help="after each face, write the records so far here (atomically), for --rescore if the run is cut short")
     p.add_argument("--sample-steps", type=int, default=None,
                    help="DDIM steps of step 9 from t (default: the paper's 100-step grid, t·100 steps); fewer is faster")
+    p.add_argument("--sampler-steps", type=int, default=SAMPLER_STEPS,
+                   help=f"DDIM steps of the sampler whose complement the *_sampler methods use (default {SAMPLER_STEPS})")
     p.add_argument("--true-delta", type=float, default=0.2, help="factor change of the upper bound's true edits")
     p.add_argument("--tol", type=float, default=None,
                    help="power-method tolerance (default: find_direction's, direction-based stopping at DIRECTION_TOL)")
@@ -601,6 +606,8 @@ def main(argv=None) -> int:
         p.error(f"--true-delta must lie in (0, 1) factor units; got {a.true_delta}")
     if a.sample_steps is not None and a.sample_steps < 1:
         p.error(f"--sample-steps must be a positive number of DDIM steps; got {a.sample_steps}")
+    if a.sampler_steps < 1:
+        p.error(f"--sampler-steps must be a positive number of DDIM steps; got {a.sampler_steps}")
     if a.workers < 1 or a.threads < 1:
         p.error(f"--workers and --threads must be at least 1; got {a.workers} and {a.threads}")
     if a.grid_points < 2:
