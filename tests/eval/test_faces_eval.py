@@ -343,3 +343,25 @@ def test_method_study_is_algorithm_1_at_each_strength(molrg_faces):
     titles = [a.get_title() for a in fig.axes]
     assert isinstance(fig, Figure) and sum(t.startswith("true edit:") for t in titles) == min(3, len(st.true_meta))
     assert sum(t.endswith(": λ = 0") for t in titles) == len(methods)
+
+
+@pytest.mark.parametrize("steps", [2, 5])
+def test_sampler_methods_project_off_the_chosen_sampler(molrg_faces, steps):
+    """``sampler_steps`` picks the sampler whose complement the *_sampler methods project off: v_p is the
+    no-projection v minus its part in the top-r' right singular vectors of that sampler's dense Jacobian on Ω^c
+    (autograd jacobian of ``sampler_map(model, t, steps)`` and numpy SVD)."""
+    from lococourse.editing.loco import sampler_map
+
+    model, faces = molrg_faces
+    rn = 2
+    fd = fe.face_directions(model, faces, 0, methods=["no_projection", "loco_sampler"], parts=["hair"], r=2,
+                            r_null=rn, tol=1e-12, max_iter=3000, sampler_steps=steps)
+    x = faces.x_t[0].double()
+    J = torch.autograd.functional.jacobian(sampler_map(model, faces.t, steps), x).reshape(x.numel(), x.numel())
+    out = ~faces.masks["hair"][0].expand(3, 16, 16).reshape(-1).numpy()
+    Vbar = np.linalg.svd(J.numpy()[out])[2][:rn].T
+    v = fd.directions[("no_projection", "hair")].v.reshape(-1).double().numpy()
+    vp = v - Vbar @ (Vbar.T @ v)
+    got = fd.directions[("loco_sampler", "hair")].v.reshape(-1).double().numpy()
+    assert abs(float(got @ vp / np.linalg.norm(vp))) == pytest.approx(1, abs=1e-6)
+    assert np.abs(Vbar.T @ got).max() < 1e-6
