@@ -16,7 +16,7 @@ shapes, dtypes, memory and the Jacobian paths are real, the images are meaningle
 the small settings of :data:`STANDIN_SETTINGS` (fewer DDIM steps, one power iteration), which the cells print.
 The one command that runs them (minutes to an hour on a 2-core CPU)::
 
-    LOCOCOURSE_STANDINS=1 python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
+    LOCOCOURSE_STANDINS=1 python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider --nbval-cell-timeout=14400 \
         notebooks/05_figure2_course_models.ipynb notebooks/06_loco_edit.ipynb notebooks/08_t_loco.ipynb
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ from lococourse.models import registry
 from lococourse.models.t2i import FAMILIES, FAMILY_DEFAULTS
 from lococourse.models.tiny import tiny_pipeline
 
-__all__ = ["HUB", "SOURCE", "EDIT", "TINY_SOURCE", "TINY_EDIT", "KINDS", "TLocoSetup", "tloco_setup", "eyes_band", "load_pipeline", "FamilyChecks",
+__all__ = ["HUB", "SOURCE", "EDIT", "FAMILIES_ENV", "standin_families", "TINY_SOURCE", "TINY_EDIT", "KINDS", "TLocoSetup", "tloco_setup", "eyes_band", "load_pipeline", "FamilyChecks",
            "TLocoRun", "run_tloco"]
 
 #: The paper's checkpoints per family (registry names).
@@ -49,6 +49,10 @@ STANDIN_TEXT_NEEDS_GB = {"sd": 20.0}
 #: (at most 85 % of the machine's): on a shared machine that is better than the kernel's OOM killer picking another
 #: process.  Without recomputation SD-2.1-base's Algorithm 3 peaked near 20 GB on a CPU; with it, 11 GB.
 STANDIN_MEMORY_LIMIT_GB = 21.0
+#: Which families a stand-in run covers (comma-separated, default all three): a real-size run of all three takes
+#: about two hours on a 2-core CPU, and SD's and LCM's peaks (12 and 18 GB) do not fit one 24 GB machine side by
+#: side — so the families can be run one at a time, e.g. ``LOCOCOURSE_STANDIN_FAMILIES=lcm``.
+FAMILIES_ENV = "LOCOCOURSE_STANDIN_FAMILIES"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class TLocoSetup:
     settings: dict  # r_null, max_iter, tol, jacobian_pool for both algorithms
     r: int  # Algorithm 3's top-r
     strengths: dict  # family → ((unsupervised λs), (text λs)), λ = 0 first
+    families: tuple = FAMILIES  # the families run_tloco runs by default
 
     @property
     def prompts(self) -> tuple[str, str]:
@@ -85,6 +90,17 @@ def _strengths(family: str, short: bool) -> tuple:
     return (0.0, *d["strength"]), (0.0, *d["text_strength"])
 
 
+def standin_families(value: str | None = None) -> tuple:
+    """The families of a stand-in run: ``value`` (default ``$LOCOCOURSE_STANDIN_FAMILIES``), comma-separated names
+    from :data:`~lococourse.models.t2i.FAMILIES`; unset or empty: all of them, in their usual order."""
+    raw = os.environ.get(FAMILIES_ENV, "") if value is None else value
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    bad = [n for n in names if n not in FAMILIES]
+    if bad:
+        raise ValueError(f"{FAMILIES_ENV} must list families from {', '.join(FAMILIES)} (comma-separated); got {raw!r}")
+    return tuple(f for f in FAMILIES if f in names) if names else FAMILIES
+
+
 def tloco_setup() -> TLocoSetup:
     """The setup the course mode asks for: stand-ins under ``LOCOCOURSE_STANDINS=1``; the paper's checkpoints in
     full mode when CUDA is there and all three are in the local cache; the tiny pipelines otherwise."""
@@ -95,8 +111,10 @@ def tloco_setup() -> TLocoSetup:
         # (the double-backward default also keeps the backward's graph; measured in tests/models/test_real_size_end_to_end.py)
         settings = dict(r_null=s.r_null, max_iter=s.max_iter, tol=s.tol, jacobian_pool=s.jacobian_pool, chunk=1,
                         forward_mode="jvp")
-        return TLocoSetup("standin", f"set by LOCOCOURSE_STANDINS=1; {s.describe()}", settings, s.r,
-                          {f: _strengths(f, True) for f in FAMILIES})
+        fams = standin_families()
+        which = "" if fams == FAMILIES else f"; families {', '.join(fams)} only ({FAMILIES_ENV})"
+        return TLocoSetup("standin", f"set by LOCOCOURSE_STANDINS=1; {s.describe()}{which}", settings, s.r,
+                          {f: _strengths(f, True) for f in FAMILIES}, fams)
     available = {f: registry.availability(registry.HUB_MODELS[n])[0] for f, n in HUB.items()}
     if m.mode == "full" and torch.cuda.is_available() and all(available.values()):
         return TLocoSetup("paper", "full mode, CUDA and all three checkpoints in the local cache",
@@ -176,12 +194,16 @@ def _memory_gb() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
 
 
-def run_tloco(setup: TLocoSetup | None = None, families=FAMILIES, source: str | None = None, edit: str | None = None,
+def run_tloco(setup: TLocoSetup | None = None, families=None, source: str | None = None, edit: str | None = None,
               keep_models: bool | None = None, progress=print) -> TLocoRun:
     """Algorithms 3 and 4 for each family, with the checks; keeps the pipelines when ``keep_models``
     (default: only the tiny ones — real-size pipelines are freed after their family has run).
-    ``source``/``edit`` default to ``setup.prompts``."""
+    ``source``/``edit`` default to ``setup.prompts``, ``families`` to ``setup.families``."""
     setup = tloco_setup() if setup is None else setup
+    families = setup.families if families is None else tuple(families)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"families must be among {FAMILIES}; got {unknown}")
     source = setup.prompts[0] if source is None else source
     edit = setup.prompts[1] if edit is None else edit
     keep = setup.kind == "tiny" if keep_models is None else bool(keep_models)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from lococourse.course import mode, tloco_lab
+from lococourse.models.t2i import FAMILIES
 
 
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch):
-    for var in (mode.ENV_VAR, mode.STANDINS_ENV):
+    for var in (mode.ENV_VAR, mode.STANDINS_ENV, tloco_lab.FAMILIES_ENV):
         monkeypatch.delenv(var, raising=False)
     mode._reset()
     yield
@@ -68,6 +69,22 @@ def test_full_mode_model_and_t2i_use_the_real_size_standins(monkeypatch):
     assert setup.kind == "standin" and setup.random_weights and setup.settings["max_iter"] == 1
     assert "RANDOM" in setup.describe() and setup.prompts == (tloco_lab.SOURCE, tloco_lab.EDIT)
     assert all(len(u) == 2 and u[0] == 0.0 for u, _ in setup.strengths.values())
+    assert setup.families == FAMILIES  # all three unless LOCOCOURSE_STANDIN_FAMILIES says otherwise
+    monkeypatch.setenv(tloco_lab.FAMILIES_ENV, "lcm, SD")
+    setup = tloco_lab.tloco_setup()
+    assert setup.families == ("sd", "lcm") and "families sd, lcm only" in setup.describe()
+
+
+def test_standin_families_bad_value(monkeypatch):
+    """A family name that does not exist is an error naming the value and the choices, before any pipeline."""
+    monkeypatch.setenv(tloco_lab.FAMILIES_ENV, "sd,dalle")
+    with pytest.raises(ValueError, match=r"LOCOCOURSE_STANDIN_FAMILIES must list families from sd, if, lcm.*'sd,dalle'"):
+        tloco_lab.standin_families()
+    assert tloco_lab.standin_families("") == FAMILIES
+    monkeypatch.delenv(tloco_lab.FAMILIES_ENV)
+    monkeypatch.setenv(mode.ENV_VAR, "fast")
+    with pytest.raises(ValueError, match=r"families must be among.*'dalle'"):
+        tloco_lab.run_tloco(tloco_lab.tloco_setup(), families=("dalle",))
 
 
 def test_fast_mode_runs_the_tiny_pipelines(monkeypatch):
