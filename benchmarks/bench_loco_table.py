@@ -63,6 +63,7 @@ from pathlib import Path
 import torch
 
 from lococourse.data.faces import FACTOR_NAMES, FACTOR_PARTS, PARTS
+from lococourse.data.images import atomic_write
 from lococourse.editing.loco import SAMPLER_STEPS, invert
 from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import (
@@ -632,12 +633,13 @@ def _rounded(x, digits: int = 5):
 
 
 def _write(res: dict, out: Path) -> int:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(_rounded(res), separators=(",", ":")))  # the numbers first
+    """The results JSON and its markdown tables beside it (``out`` names either; each written atomically)."""
+    js, md_path = out.with_suffix(".json"), out.with_suffix(".md")
+    atomic_write(js, lambda p: p.write_text(json.dumps(_rounded(res), separators=(",", ":"))))  # the numbers first
     md = markdown(res)
     print(md)
-    out.write_text(md)
-    log(f"wrote {out} and {out.with_suffix('.json')}")
+    atomic_write(md_path, lambda p: p.write_text(md))
+    log(f"wrote {md_path} and {js}")
     return 0
 
 
