@@ -118,8 +118,9 @@ def _param_row(name: str) -> dict:
 
 def _same_architecture(name: str, other: str) -> bool:
     """Whether two checkpoints' UNets are the same module (their diffusers configs agree once defaults are filled in)."""
-    a, b = (rs.build_real_unet(HUB_MODELS[n].source, device="meta").config for n in (name, other))
-    return dict(a) == dict(b)
+    a, b = ({k: v for k, v in rs.build_real_unet(HUB_MODELS[n].source, device="meta").config.items()
+             if not k.startswith("_")} for n in (name, other))  # not diffusers' bookkeeping (_use_default_values …)
+    return a == b
 
 
 @contextlib.contextmanager
