@@ -129,7 +129,7 @@ METHODS: dict[str, str] = {
     "eps_unmasked": "∂ε/∂x_t, unmasked, no projection (Appendix G.2)",
     "pmp_unmasked": "∂x̂₀/∂x_t, unmasked, no projection",
     "loco_band": "LOCO with a 2 px guard band around Ω left out of the complement (ours)",
-    "loco_sampler": "LOCO with the complement nullspace of the whole sampler x_t ↦ DDIM(x_t, 0), 12 steps (ours)",
+    "loco_sampler": f"LOCO with the complement nullspace of the whole sampler x_t ↦ DDIM(x_t, 0), {SAMPLER_STEPS} steps (ours)",
     "loco_band_sampler": "LOCO with both: guard band and the sampler's complement nullspace (ours)",
 }
 #: The paper's recipe and its ablations (Table 1, Appendix G.2): the methods of the faithful baseline rows.
