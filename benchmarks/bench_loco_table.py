@@ -279,7 +279,7 @@ def face_rows(model, faces, i: int, ctx: dict, ub: dict) -> dict:
     learn, transfer_s = {r: [] for r in rows}, {r: [] for r in rows}
     t0 = time.perf_counter()
     fd = face_directions(model, faces, i, methods=methods, tol=ctx["tol"], max_iter=ctx["max_iter"],  # 4.
-                         sampler_steps=ctx.get("sampler_steps", SAMPLER_STEPS))
+                         sampler_steps=ctx["sampler_steps"])
     skipped += len(fd.skipped)
     if mode == "target":
         chosen = {k: c.strength for k, c in target_strengths(model, faces, i, fd.directions, grid,
