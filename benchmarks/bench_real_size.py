@@ -384,7 +384,8 @@ def main(argv=None) -> int:
         print(f"{name}: measuring (time box {args.time_box:g} s, memory limit {args.memory_limit:g} GB)", flush=True)
         results["rows"][name] = {**run_child(name, args), "command": command,
                                  "date": datetime.datetime.now().isoformat(timespec="minutes"),
-                                 "load_average_start": results["machine"]["load_average"]}
+                                 "load_average_start": results["machine"]["load_average"],
+                                 "machine": {k: v for k, v in results["machine"].items() if k != "load_average"}}
         _write(args.out, results)
     results["machine"]["load_average_end"] = list(os.getloadavg())
     _write(args.out, results)
