@@ -34,7 +34,7 @@ import time
 import torch
 
 from lococourse.data.faces import PARTS
-from lococourse.editing.loco import SAMPLER_STEPS, linearize, sampler_map
+from lococourse.editing.loco import SAMPLER_STEPS, linearize, outside, sampler_map
 from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import local_edit_success, thresholds_for
 from lococourse.eval.faces import face_directions, fit_row, prepare_faces, sample_edits, target_strengths
@@ -89,6 +89,56 @@ def steps_directions(model, faces, i: int, steps: list[int]) -> dict:
     return dirs
 
 
+def ridge_nullspace(A, v: torch.Tensor, c: float, iters: int = 20) -> torch.Tensor:
+    """v' = argmin ‖A v'‖² + μ‖v' − v‖², μ = c·‖A v̂‖² (v̂ = v/‖v‖): (μI + AᵀA) v' = μ v by conjugate gradients,
+    matrix-free (one J·u and one Jᵀ·w of A per iteration).  A soft, direction-specific nullspace: it removes the
+    parts of v that move the complement, weighted by how much they move it, instead of all of v's component in a
+    fixed top-r' subspace."""
+    shape = v.shape
+    x0 = (v / v.norm()).reshape(1, *A.shape_in)
+
+    def op(u):
+        return A.rmv(A.mv(u)) + mu * u
+
+    mu = c * float((A.mv(x0) ** 2).sum())
+    b = mu * x0
+    x = x0.clone()
+    r = b - op(x)
+    p = r.clone()
+    rs = float((r * r).sum())
+    for _ in range(iters):
+        Ap = op(p)
+        alpha = rs / float((p * Ap).sum())
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rs_new = float((r * r).sum())
+        if rs_new ** 0.5 < 1e-4 * float(b.norm()):
+            break
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return (x / x.norm()).reshape(shape)
+
+
+def ridge_directions(model, faces, i: int, cs: list[float]) -> dict:
+    """band + sampler (the table's best) beside v' = ridge(v) with A = P_(Ω^c less 2 px) J_sampler, from the
+    unprojected v (``ridge_raw``) and from band + sampler's projected v (``ridge_proj``)."""
+    fd = face_directions(model, faces, i, methods=["no_projection", "loco_band_sampler"], tol=None)
+    sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+    dirs = {}
+    for p in PARTS:
+        if ("loco_band_sampler", p) not in fd.directions:
+            continue
+        dirs[("band_sampler", p)] = fd.directions[("loco_band_sampler", p)]
+        mk = check_mask(faces.masks[p][i], sampler.base.shape_out)
+        A = sampler.view(outside(mk, 2))
+        for src, key in (("raw", "no_projection"), ("proj", "loco_band_sampler")):
+            d = fd.directions[(key, p)]
+            for c in cs:
+                vr = ridge_nullspace(A, d.v.reshape(-1).reshape(d.v.shape), c)
+                dirs[(f"ridge_{src}_c{c:g}", p)] = dataclasses.replace(d, v=vr, extra=dict(d.extra))
+    return dirs
+
+
 def target_directions(model, faces, i: int):
     fd = face_directions(model, faces, i, methods=["loco_band_sampler"], tol=None)
     return {(None, p): d for (_, p), d in fd.directions.items()}
@@ -96,12 +146,13 @@ def target_directions(model, faces, i: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps"])
+    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge"])
     ap.add_argument("--t", type=float, default=0.6)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
     ap.add_argument("--r-null", default="5,10,20", help="rnull: comma-separated r'")
     ap.add_argument("--sampler-steps", default="3,6,12", help="steps: comma-separated DDIM steps of the sampler")
+    ap.add_argument("--ridge-c", default="1,0.1", help="ridge: comma-separated μ / ‖A v̂‖²")
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
     a = ap.parse_args(argv)
     if a.images < 1:
@@ -135,6 +186,8 @@ def main(argv=None) -> int:
         else:
             if a.variant == "parts":
                 dirs = parts_directions(model, faces, i, a.r_q)
+            elif a.variant == "ridge":
+                dirs = ridge_directions(model, faces, i, [float(x) for x in a.ridge_c.split(",")])
             elif a.variant == "steps":
                 dirs = steps_directions(model, faces, i, steps)
             else:
