@@ -119,7 +119,7 @@ def ridge_nullspace(A, v: torch.Tensor, c: float, iters: int = 20) -> torch.Tens
     return (x / x.norm()).reshape(shape)
 
 
-def ridge_directions(model, faces, i: int, cs: list[float]) -> dict:
+def ridge_directions(model, faces, i: int, cs: list[float], sources=("raw", "proj")) -> dict:
     """band + sampler (the table's best) beside v' = ridge(v) with A = P_(Ω^c less 2 px) J_sampler, from the
     unprojected v (``ridge_raw``) and from band + sampler's projected v (``ridge_proj``)."""
     fd = face_directions(model, faces, i, methods=["no_projection", "loco_band_sampler"], tol=None)
@@ -132,6 +132,8 @@ def ridge_directions(model, faces, i: int, cs: list[float]) -> dict:
         mk = check_mask(faces.masks[p][i], sampler.base.shape_out)
         A = sampler.view(outside(mk, 2))
         for src, key in (("raw", "no_projection"), ("proj", "loco_band_sampler")):
+            if src not in sources:
+                continue
             d = fd.directions[(key, p)]
             for c in cs:
                 vr = ridge_nullspace(A, d.v.reshape(-1).reshape(d.v.shape), c)
@@ -152,9 +154,14 @@ def main(argv=None) -> int:
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
     ap.add_argument("--r-null", default="5,10,20", help="rnull: comma-separated r'")
     ap.add_argument("--sampler-steps", default="3,6,12", help="steps: comma-separated DDIM steps of the sampler")
+    ap.add_argument("--first", type=int, default=0, help="the first face's seed (faces first … first + images − 1)")
+    ap.add_argument("--ridge-from", default="raw,proj", help="ridge: start from the unprojected v (raw) and/or "
+                    "band + sampler's v (proj)")
     ap.add_argument("--ridge-c", default="1,0.1", help="ridge: comma-separated μ / ‖A v̂‖²")
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
     a = ap.parse_args(argv)
+    if a.first < 0:
+        ap.error(f"--first must be a non-negative seed; got {a.first}")
     if a.images < 1:
         ap.error(f"--images must be at least 1; got {a.images}")
     r_nulls = [int(x) for x in a.r_null.split(",")]
@@ -168,7 +175,7 @@ def main(argv=None) -> int:
         ap.error(f"--targets must list positive changes; got {a.targets!r}")
     torch.set_num_threads(1)
     model = load_model("faces32")
-    faces = prepare_faces(model, list(range(a.images)), a.t, sample_steps=12)
+    faces = prepare_faces(model, list(range(a.first, a.first + a.images)), a.t, sample_steps=12)
     th = thresholds_for(32)
     grid = default_strength_grid(3 * 32 * 32, 6)
     res: dict = {}
@@ -187,7 +194,7 @@ def main(argv=None) -> int:
             if a.variant == "parts":
                 dirs = parts_directions(model, faces, i, a.r_q)
             elif a.variant == "ridge":
-                dirs = ridge_directions(model, faces, i, [float(x) for x in a.ridge_c.split(",")])
+                dirs = ridge_directions(model, faces, i, [float(x) for x in a.ridge_c.split(",")], a.ridge_from.split(","))
             elif a.variant == "steps":
                 dirs = steps_directions(model, faces, i, steps)
             else:

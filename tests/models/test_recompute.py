@@ -97,7 +97,10 @@ def test_recompute_stores_less_than_the_plain_graph():
     (g_lean,) = torch.autograd.grad((y_lean * w).sum(), x)
     pipe.disable_recompute()
     (g_plain,) = torch.autograd.grad((f(x) * w).sum(), x)
-    torch.testing.assert_close(g_lean, g_plain, rtol=1e-4, atol=1e-6)
+    # float32 sums in another order (recomputed blocks, another CPU's kernels) differ in the last bits:
+    # compare on the gradient's own scale, not element by element against an absolute floor
+    assert float((g_lean - g_plain).norm() / g_plain.norm()) < 1e-5
+    torch.testing.assert_close(g_lean, g_plain, rtol=0, atol=1e-5 * float(g_plain.abs().max()))
 
 
 def test_recompute_call_matches_autograd_on_one_block_with_non_tensor_args():
