@@ -447,6 +447,7 @@ LABELS = {PAPER_ROW: "paper's LOCO (as published: λ per part)", "loco": "LOCO (
           "no_projection": "masked J, no projection (r' = 0)", "eps_unmasked": "∂ε/∂x_t (unmasked, G.2)",
           "pmp_unmasked": "∂x̂₀/∂x_t (unmasked)", "loco_band": "LOCO + 2 px guard band (ours)",
           "loco_sampler": "LOCO + sampler nullspace (ours)", "loco_band_sampler": "LOCO + band + sampler (ours)",
+          "loco_band_sampler_ridge": "LOCO + band + sampler, ridge projection (ours)",
           UPPER_ROW: "upper bound: true single-factor edits"}
 
 

@@ -327,6 +327,22 @@ def _write(path: Path, results: dict) -> None:
     atomic_write(path.with_suffix(".md"), lambda p: p.write_text(markdown(results)))
 
 
+def _portable(argv: list[str]) -> list[str]:
+    """The command line as recorded: ``--out`` inside the checkout relative to it, never this machine's path."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        value = a.split("=", 1)[1] if a.startswith("--out=") else (out[i + 1] if a == "--out" and i + 1 < len(out) else None)
+        if value is None:
+            continue
+        p = Path(value).resolve()
+        shown = str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
+        if a == "--out":
+            out[i + 1] = shown
+        else:
+            out[i] = f"--out={shown}"
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", choices=ARCHITECTURES, help="one architecture (registry name); repeatable")
@@ -361,7 +377,7 @@ def main(argv=None) -> int:
         print(markdown(results))
         return 0
     names = args.only or ARCHITECTURES
-    command = "python benchmarks/bench_real_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/bench_real_size.py " + " ".join(_portable(argv if argv is not None else sys.argv[1:]))
     previous = json.loads(args.out.read_text()) if (args.only and args.out.exists()) else {"rows": {}}
     results = {
         "random_weights": True,

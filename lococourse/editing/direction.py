@@ -48,7 +48,7 @@ class Direction:
     mask: torch.Tensor  # (H, W) or (*S_out) boolean Ω
     index: int  # k: which singular vector of the masked Jacobian
     r: int  # top-r singular vectors computed of ∇ P_Ω f (0 for text-supervised T-LOCO)
-    r_null: int  # top-r' of ∇ P_{Ω^c} f projected out (0: no nullspace projection)
+    r_null: int  # top-r' of ∇ P_{Ω^c} f projected out (0: none, or the soft projection: info["projection"] == "ridge")
     sigma: float  # the k-th singular value of ∇ P_Ω f
     model: str = ""  # the model's registered name (or a local folder's name)
     seed: int = 0

@@ -131,6 +131,7 @@ METHODS: dict[str, str] = {
     "loco_band": "LOCO with a 2 px guard band around Ω left out of the complement (ours)",
     "loco_sampler": f"LOCO with the complement nullspace of the whole sampler x_t ↦ DDIM(x_t, 0), {SAMPLER_STEPS} steps (ours)",
     "loco_band_sampler": "LOCO with both: guard band and the sampler's complement nullspace (ours)",
+    "loco_band_sampler_ridge": "band + sampler, with step 7's projection replaced by the soft (ridge) projection (ours)",
 }
 #: The paper's recipe and its ablations (Table 1, Appendix G.2): the methods of the faithful baseline rows.
 PAPER_METHODS = ("loco", "no_projection", "eps_unmasked", "pmp_unmasked")
@@ -161,6 +162,7 @@ METHOD_OPTIONS: dict[str, dict] = {
     "loco_band": {"band": BAND_PX},
     "loco_sampler": {"nullspace": "sampler"},
     "loco_band_sampler": {"band": BAND_PX, "nullspace": "sampler"},
+    "loco_band_sampler_ridge": {"band": BAND_PX, "nullspace": "sampler", "projection": "ridge"},
 }
 
 

@@ -11,7 +11,15 @@ from lococourse.jacobian.operator import (
     vjp,
 )
 from lococourse.jacobian.power import TopSVD, power_method
-from lococourse.jacobian.subspace import alignment, numerical_rank, rank_ratio, subspace_distance, symmetry
+from lococourse.jacobian.subspace import (
+    alignment,
+    numerical_rank,
+    project_out,
+    rank_ratio,
+    ridge_project,
+    subspace_distance,
+    symmetry,
+)
 from lococourse.jacobian.views import JacobianViews, OperatorView, pooled
 
 __all__ = [
@@ -27,6 +35,7 @@ __all__ = [
     "OperatorView",
     "pooled",
     "project_out",
+    "ridge_project",
     "subspace_distance",
     "alignment",
     "symmetry",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from lococourse.core.checks import check_positive_int, check_real
+
 
 def _orth(A: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(A)[0]
@@ -64,3 +66,46 @@ def project_out(v: torch.Tensor, Vbar: torch.Tensor | None) -> torch.Tensor:
         raise ValueError(f"V̄ must be a d × r' matrix with d = {v.shape[0]} rows; got shape {tuple(Vbar.shape)}")
     Vbar = Vbar.to(v.dtype)
     return v - Vbar @ (Vbar.T @ v)
+
+
+def ridge_project(A, v: torch.Tensor, c: float, *, max_iter: int = 20, rtol: float = 1e-4) -> tuple[torch.Tensor, dict]:
+    """A soft nullspace projection of v against a matrix-free operator A (our option for Algorithm 1 step 7):
+
+        v' = argmin_u ‖A u‖² + μ ‖u − v̂‖²,   i.e.  (AᵀA + μ I) v' = μ v̂,   μ = c · ‖A v̂‖²,   v̂ = v / ‖v‖,
+
+    solved by conjugate gradients (one A·u and one Aᵀ·w per iteration, never d × d), started at v̂.  In A's SVD
+    A = Σ σ_i a'_i a_iᵀ it is v' = Σ_i μ / (σ_i² + μ) ⟨a_i, v̂⟩ a_i: every direction is kept by the filter factor
+    μ / (σ_i² + μ), where step 7 of the paper keeps 0 for i ≤ r' and 1 beyond.  ``c`` (> 0) sets μ relative to how
+    strongly v̂ itself moves A's output: small c removes more.
+
+    ``A``: a LinearOperator (``mv``: (k, *S_in) → (k, *S_out), ``rmv`` back; e.g. P_{Ω^c} J); ``v``: of A's input
+    shape or flat (d,).  Returns (v' / ‖v'‖ in v's shape, info) with info = {"mu", "n_iter", "converged",
+    "residual"} (the relative residual ‖μv̂ − (AᵀA + μI)v'‖ / ‖μv̂‖; converged when ≤ ``rtol``).
+    """
+    check_real(c, "the ridge c (μ / ‖A v̂‖²)", low=0, low_open=True)
+    check_positive_int(max_iter, "max_iter")
+    if v.numel() != A.d_in:
+        raise ValueError(f"v has {v.numel()} entries but A acts on d = {A.d_in}")
+    n = torch.linalg.norm(v)
+    if not n > 0:
+        raise ValueError("v is zero: there is no direction to project")
+    x = (v / n).reshape(1, *A.shape_in).to(A.dtype)
+    mu = c * float((A.mv(x) ** 2).sum())
+    if not mu > 0:  # v̂ does not move A at all: it already lies in A's nullspace
+        return (x / torch.linalg.norm(x)).reshape(v.shape), {"mu": 0.0, "n_iter": 0, "converged": True, "residual": 0.0}
+
+    def op(u):
+        return A.rmv(A.mv(u)) + mu * u
+
+    b = mu * x
+    nb = float(torch.linalg.norm(b))
+    r = b - op(x)
+    p, rs, it = r.clone(), float((r * r).sum()), 0
+    while rs ** 0.5 > rtol * nb and it < max_iter:
+        Ap = op(p)
+        alpha = rs / float((p * Ap).sum())
+        x, r = x + alpha * p, r - alpha * Ap
+        rs_new = float((r * r).sum())
+        p, rs, it = r + (rs_new / rs) * p, rs_new, it + 1
+    res = rs ** 0.5 / nb
+    return (x / torch.linalg.norm(x)).reshape(v.shape), {"mu": mu, "n_iter": it, "converged": res <= rtol, "residual": res}

@@ -169,3 +169,76 @@ def test_stopping_on_the_direction_is_sooner_and_reaches_the_closed_form():
     assert by_dir.extra["converged"] and by_dir.extra["n_iter"] < by_sub.extra["n_iter"]
     with pytest.raises(ValueError, match="stop_on must be"):
         find_direction(LinearMap(A), x, mask, stop_on="never")
+
+
+# ------------------------------------------------------------------------------------- the soft (ridge) projection
+def _ridge_closed_form(A_in: np.ndarray, A_null: np.ndarray, inside: np.ndarray, out: np.ndarray, c: float):
+    """numpy oracle: v = top right singular vector of A_in[Ω]; v' ∝ μ (μI + BᵀB)⁻¹ v, B = A_null[Ω^c], μ = c‖Bv‖²."""
+    v = np.linalg.svd(A_in[inside])[2][0]
+    B = A_null[out]
+    mu = c * float(np.sum((B @ v) ** 2))
+    w = np.linalg.solve(B.T @ B + mu * np.eye(B.shape[1]), mu * v)
+    return w / np.linalg.norm(w), v, mu
+
+
+@pytest.mark.parametrize("c", [0.01, 1.0])
+def test_ridge_projection_gives_the_closed_form_on_linear_maps(c):
+    """projection='ridge' with band and another nullspace map: (μI + J̄ᵀJ̄)⁻¹μv by numpy, J̄ = P_{Ω^c less band} B."""
+    A, B = _A(0), _A(1)
+    mask = _mask()
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    g = LinearMap(B)
+    g.label = "sampler:test"
+    d = find_direction(LinearMap(A), x, mask, r=2, band=1, nullspace_map=g, projection="ridge", ridge=c,
+                       tol=1e-12, max_iter=3000)
+    out = ~binary_dilation(mask.numpy(), structure=np.ones((3, 3)), iterations=1)
+    want, v, mu = _ridge_closed_form(A.numpy(), B.numpy(), mask.numpy().reshape(-1), out.reshape(-1), c)
+    # CG stops at a relative residual of 1e-4 (≤ 20 steps): compare at that accuracy, far tighter than the
+    # distance between the oracle and the unprojected v
+    assert abs(abs(float(want @ d.v.reshape(-1).numpy())) - 1) < 1e-4 < 1 - abs(float(want @ v)) - 1e-2
+    assert d.extra["projection"] == "ridge" and d.extra["ridge"] == c and d.r_null == 0
+    assert d.extra["ridge_mu"] == pytest.approx(mu, rel=1e-9)
+    # the soft projection moves the complement less than the unprojected v does
+    Bo = B.numpy()[out.reshape(-1)]
+    assert np.linalg.norm(Bo @ d.v.reshape(-1).numpy()) < np.linalg.norm(Bo @ v)
+
+
+def test_ridge_project_is_the_svd_filter_and_its_limits():
+    """v' = Σ μ/(σ_i²+μ)⟨a_i, v⟩ a_i (numpy SVD of A); c → ∞ returns v; the report says whether CG converged."""
+    from lococourse.jacobian import ridge_project
+
+    A = torch.randn(40, 64, generator=torch.Generator().manual_seed(3), dtype=DT)
+    op = JacobianOperator(lambda z: (z.reshape(z.shape[0], -1) @ A.T).reshape(z.shape[0], 40), torch.zeros(1, 64, dtype=DT))
+    v = torch.randn(64, generator=torch.Generator().manual_seed(4), dtype=DT)
+    vp, info = ridge_project(op, v, 0.05, max_iter=200, rtol=1e-12)
+    _, S, Vt = np.linalg.svd(A.numpy(), full_matrices=True)  # Vt: 64 × 64, rows 40… span A's nullspace
+    vh = v.numpy() / np.linalg.norm(v.numpy())
+    mu = 0.05 * float(np.sum((A.numpy() @ vh) ** 2))
+    s2 = np.concatenate([S ** 2, np.zeros(64 - len(S))])
+    want = Vt.T @ ((mu / (s2 + mu)) * (Vt @ vh))
+    want /= np.linalg.norm(want)
+    assert abs(float(want @ vp.numpy()) - 1) < 1e-9
+    assert info["converged"] and info["residual"] <= 1e-12 and info["mu"] == pytest.approx(mu)
+    big, _ = ridge_project(op, v, 1e8, max_iter=200, rtol=1e-12)  # μ ≫ σ²: nothing removed
+    assert float(big @ v / v.norm()) > 1 - 1e-6
+    _, short = ridge_project(op, v, 0.05, max_iter=1, rtol=1e-12)  # one CG step cannot reach 1e-12: says so
+    assert short["n_iter"] == 1 and not short["converged"]
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, float("nan"), float("inf"), True, "0.01"])
+def test_ridge_refuses_a_bad_c_before_any_model_work(bad):
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return x
+
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    with pytest.raises((ValueError, TypeError), match="ridge"):
+        find_direction(f, x, _mask(), r=2, projection="ridge", ridge=bad)
+    assert not calls
+
+
+def test_unknown_projection_is_refused():
+    with pytest.raises(ValueError, match="projection must be one of"):
+        find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, projection="soft")
