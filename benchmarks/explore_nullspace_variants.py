@@ -1,9 +1,11 @@
-"""Exploration (issue 13): two more complements for step 5, tried on faces32 and found worse than band + sampler.
+"""Exploration (issue 13): other complements for step 5 and step 7, tried on faces32 beside band + sampler.
 
     python benchmarks/explore_nullspace_variants.py parts --t 0.6 --images 6
     python benchmarks/explore_nullspace_variants.py rnull --t 0.6 --images 6 --r-null 5,10,20
     python benchmarks/explore_nullspace_variants.py target --t 0.6 --images 6 --targets 0.08,0.12,0.16
     python benchmarks/explore_nullspace_variants.py steps --t 0.6 --images 6 --sampler-steps 3,6,12
+    python benchmarks/explore_nullspace_variants.py ridge --t 0.6 --images 6 --ridge-c 0.1,0.01
+    python benchmarks/explore_nullspace_variants.py ridge --t 0.6 --first 6 --images 14 --ridge-c 0.01 --ridge-from raw
 
 Both score local-edit success (lococourse.eval.local_edit_success, the table's primary metric and thresholds) of
 ±λ edits, λ per direction by target (lococourse.eval.target_strengths, the table's default), on the faces
@@ -17,12 +19,19 @@ Both score local-edit success (lococourse.eval.local_edit_success, the table's p
 * ``target`` — ``loco_band_sampler`` with λ-by-target aiming at other main-factor changes than the default 0.12.
 * ``steps`` — ``loco_band_sampler`` with the sampler of its complement nullspace on coarser DDIM grids than
   ``SAMPLER_STEPS`` (the sampler's JVPs/VJPs are most of the table's learning time; their cost is ∝ steps).
+* ``ridge`` — step 7 replaced by a soft projection (:func:`lococourse.jacobian.ridge_project`): v' = argmin
+  ‖A u‖² + μ‖u − v‖², μ = c‖A v̂‖², A = P_(Ω^c less 2 px) J_sampler, from the unprojected v (``raw``) or from band
+  + sampler's projected v (``proj``).
 
 Prints one line per variant: overall local success and per part.  Measured here (2026-12-02, 6 faces, t = 0.6):
 the per-part subspaces 0.35 (PMP) and 0.25 (sampler) against 0.60 for band + sampler and 0.28 for the paper's
 LOCO; r' = 10 and 20 gave 0.43 and 0.38 against 0.60 at r' = 5 — removing more of v leaves less of the part's
 own change and more of what the projection cannot see.  λ-by-target at 0.08 / 0.12 / 0.16 gave 0.62 / 0.60 / 0.48:
-a gentler edit does not make band + sampler local.
+a gentler edit does not make band + sampler local.  The ridge, faces 0–5: raw c = 0.1 / 0.01 gave 0.57 / 0.67, proj
+0.62 / 0.53, band + sampler 0.60; faces 6–19 (``--first 6 --images 14``): raw c = 0.01 0.71 (background 0.43,
+hair 0.93, face 0.50, eyes 0.96, mouth 0.71) against 0.56 (0.32, 0.86, 0.50, 0.82, 0.32) — over the 20 faces 0.70
+against 0.57, so it became ``find_direction(projection="ridge")`` (default c: ``editing.loco.RIDGE_C``) and the
+table's ``loco_band_sampler_ridge`` row.
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
     lococourse edit --model NAME (--image PATH | --seed N) --mask NAME|x0,y0,x1,y1|PATH
                     --t T --index K --strength L --out OUT.png [--r R] [--r-null R'] [--overwrite]
+                    [--band B] [--nullspace pmp|sampler] [--projection subspace|ridge [--ridge C]]
 
 1. the image: a PNG of the model's size (``--image``), or, for ``--seed N``, the face
    ``sample_faces(1, N)`` of a procedural-faces model (any other model: its own DDIM sample from
@@ -22,6 +23,7 @@ at all; none of them may exist already unless ``--overwrite``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +47,7 @@ from lococourse.cli.common import (
 )
 from lococourse.data.faces import FACTOR_NAMES, PARTS, render_faces, sample_faces
 from lococourse.data.images import write_png as write_array_png
-from lococourse.editing.loco import NULLSPACES, SAMPLER_STEPS, loco_edit, outside
+from lococourse.editing.loco import NULLSPACES, PROJECTIONS, RIDGE_C, SAMPLER_STEPS, loco_edit, outside
 from lococourse.editing.masks import parse_mask
 from lococourse.editing.metrics import edit_report
 from lococourse.eval.decisions import changed, local_edit_success, thresholds_for
@@ -89,6 +91,11 @@ def add_arguments(p) -> None:
                         "sampler x_t ↦ DDIM(x_t, 0), matrix-free)")
     p.add_argument("--sampler-steps", type=integer, default=None,
                    help=f"DDIM steps of the sampler with --nullspace sampler (default {SAMPLER_STEPS})")
+    p.add_argument("--projection", choices=PROJECTIONS, default="subspace",
+                   help="step 7: 'subspace' (the paper's: remove the top-r' complement directions) or 'ridge' (ours: "
+                        "damp each by μ/(σ²+μ), μ = c·‖J̄v‖²; --r-null is then not used)")
+    p.add_argument("--ridge", type=number, default=None,
+                   help=f"c of --projection ridge, > 0 (default {RIDGE_C}; smaller removes more)")
     p.add_argument("--tol", type=number, default=1e-3, help="power-method tolerance, in (0, 1)")
     p.add_argument("--max-iter", type=integer, default=50, help="power-method iterations at most")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -250,6 +257,14 @@ def plan_edit(args) -> EditPlan:
     if args.sampler_steps is not None and args.nullspace != "sampler":
         raise CLIError(f"--sampler-steps {args.sampler_steps} applies only with --nullspace sampler (the nullspace is "
                        f"--nullspace {args.nullspace}); drop it or add --nullspace sampler")
+    if args.ridge is not None and args.projection != "ridge":
+        raise CLIError(f"--ridge {args.ridge} applies only with --projection ridge (the projection is "
+                       f"--projection {args.projection}); drop it or add --projection ridge")
+    if args.projection == "ridge":
+        if args.ridge is None:
+            args.ridge = RIDGE_C
+        if not (math.isfinite(args.ridge) and args.ridge > 0):
+            raise CLIError(f"--ridge {args.ridge} is out of range; give a finite number > 0 (default {RIDGE_C})")
     if args.nullspace == "sampler":
         if args.sampler_steps is None:
             args.sampler_steps = SAMPLER_STEPS
@@ -267,7 +282,8 @@ def run(args) -> int:
         progress(args, f"mask {args.mask!r}: {int(plan.mask.sum())} of {plan.mask.numel()} pixels")
         res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=[plan.strength], r=args.r,
                         r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band, nullspace=args.nullspace,
-                        sampler_steps=args.sampler_steps or SAMPLER_STEPS, progress=lambda msg: progress(args, msg))
+                        sampler_steps=args.sampler_steps or SAMPLER_STEPS, projection=args.projection,
+                        ridge=args.ridge or RIDGE_C, progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None

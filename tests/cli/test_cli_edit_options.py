@@ -1,4 +1,4 @@
-"""`lococourse edit --band B --nullspace sampler`: issue 13's method options on the command line, recorded in the
+"""`lococourse edit --band B --nullspace sampler --projection ridge`: issue 13's method options on the command line, recorded in the
 saved direction; bad values refused before any model work (exit 2, the value named)."""
 import json
 
@@ -13,6 +13,10 @@ from lococourse.cli.main import main
     (["--nullspace", "sampler", "--sampler-steps", "0"], "--sampler-steps 0 is out of range"),
     (["--sampler-steps", "0"], "--sampler-steps 0 applies only with --nullspace sampler"),
     (["--sampler-steps", "6"], "--sampler-steps 6 applies only with --nullspace sampler"),
+    (["--projection", "ridge", "--ridge", "0"], "--ridge 0.0 is out of range"),
+    (["--projection", "ridge", "--ridge", "-1"], "--ridge -1.0 is out of range"),
+    (["--projection", "ridge", "--ridge", "nan"], "--ridge nan is out of range"),
+    (["--ridge", "0.01"], "--ridge 0.01 applies only with --projection ridge"),
 ])
 def test_bad_options_are_refused_before_any_model_work(tmp_path, capsys, extra, phrase):
     out = tmp_path / "e.png"
@@ -30,3 +34,14 @@ def test_band_and_sampler_nullspace_are_used_and_recorded(tmp_path, capsys):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["extra"]["band"] == 1 and meta["extra"]["nullspace"] == "sampler:3"
     assert out.exists() and out.with_suffix(".safetensors").exists()
+
+
+def test_ridge_projection_is_used_and_recorded(tmp_path, capsys):
+    out = tmp_path / "e.png"
+    rc = main(["edit", "--model", "faces16", "--seed", "3", "--mask", "eyes", "--t", "0.3", "--strength", "1",
+               "--band", "1", "--nullspace", "sampler", "--sampler-steps", "3", "--projection", "ridge", "--ridge", "0.05",
+               "--r", "2", "--max-iter", "3", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["extra"]["projection"] == "ridge" and meta["extra"]["ridge"] == 0.05 and meta["r_null"] == 0
+    assert meta["extra"]["ridge_mu"] > 0 and meta["extra"]["nullspace"] == "sampler:3"
