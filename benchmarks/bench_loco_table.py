@@ -180,7 +180,7 @@ def run(args) -> dict:
     else:
         how += f"  Every other row: λ = {float(mode):g} (--strength)."
     log(f"λ per part (paper's row): {lam}")
-    methods = list(METHODS)
+    methods = list(METHODS) if args.methods is None else args.methods
     rows = [PAPER_ROW, *methods, UPPER_ROW]
 
     # 3. the evaluation faces
@@ -586,6 +586,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1,
                    help="processes editing faces in parallel (each loads the model; faces are split among them)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 faces, 2 transfers, λ = √d/16, 10 power iterations")
+    p.add_argument("--methods", default=None, metavar="M1,M2",
+                   help="rows to run besides the paper's and the upper bound (comma-separated, from "
+                        "lococourse.eval.METHODS; default all); 'loco' is always run, the paper's row needs its directions")
     p.add_argument("--out", default=None)
     p.add_argument("--rescore", default=None, metavar="JSON",
                    help="rebuild the tables from a saved results JSON (the recorded factor changes) without recomputing")
@@ -614,6 +617,12 @@ def main(argv=None) -> int:
         p.error(f"--workers and --threads must be at least 1; got {a.workers} and {a.threads}")
     if a.grid_points < 2:
         p.error(f"--grid-points must be at least 2; got {a.grid_points}")
+    if a.methods is not None:
+        chosen = [m for m in a.methods.split(",") if m]
+        unknown = [m for m in chosen if m not in METHODS]
+        if unknown or not chosen:
+            p.error(f"--methods must list methods among {list(METHODS)}; got {a.methods!r}")
+        a.methods = ["loco", *[m for m in dict.fromkeys(chosen) if m != "loco"]]
     if a.quick:
         a.images, a.transfers, a.calib, a.max_iter = 3, 2, 2, 10
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / ("loco_table_quick.md" if a.quick else "loco_table.md")

@@ -6,6 +6,8 @@
     python benchmarks/explore_nullspace_variants.py steps --t 0.6 --images 6 --sampler-steps 3,6,12
     python benchmarks/explore_nullspace_variants.py ridge --t 0.6 --images 6 --ridge-c 0.1,0.01
     python benchmarks/explore_nullspace_variants.py ridge --t 0.6 --first 6 --images 14 --ridge-c 0.01 --ridge-from raw
+    python benchmarks/explore_nullspace_variants.py spare --t 0.6 --images 20 --parts face
+    python benchmarks/explore_nullspace_variants.py transfer --t 0.6 --images 6
 
 Both score local-edit success (lococourse.eval.local_edit_success, the table's primary metric and thresholds) of
 ±λ edits, λ per direction by target (lococourse.eval.target_strengths, the table's default), on the faces
@@ -19,6 +21,10 @@ Both score local-edit success (lococourse.eval.local_edit_success, the table's p
 * ``target`` — ``loco_band_sampler`` with λ-by-target aiming at other main-factor changes than the default 0.12.
 * ``steps`` — ``loco_band_sampler`` with the sampler of its complement nullspace on coarser DDIM grids than
   ``SAMPLER_STEPS`` (the sampler's JVPs/VJPs are most of the table's learning time; their cost is ∝ steps).
+* ``spare`` — ``loco_band_sampler_ridge`` beside the same with ``band_spare=True``: the 2 px band of the complement
+  spares the regions of Ω^c it would mostly remove (the face's mask has holes at the eyes and the mouth, which a
+  2 px band deletes from the complement, so nothing in step 7 protects them; the face's edits leak into the eye
+  size in 14 of 40 cases at t = 0.6).
 * ``ridge`` — step 7 replaced by a soft projection (:func:`lococourse.jacobian.ridge_project`): v' = argmin
   ‖A u‖² + μ‖u − v‖², μ = c‖A v̂‖², A = P_(Ω^c less 2 px) J_sampler, from the unprojected v (``raw``) or from band
   + sampler's projected v (``proj``).
@@ -31,7 +37,9 @@ a gentler edit does not make band + sampler local.  The ridge, faces 0–5: raw 
 0.62 / 0.53, band + sampler 0.60; faces 6–19 (``--first 6 --images 14``): raw c = 0.01 0.71 (background 0.43,
 hair 0.93, face 0.50, eyes 0.96, mouth 0.71) against 0.56 (0.32, 0.86, 0.50, 0.82, 0.32) — over the 20 faces 0.70
 against 0.57, so it became ``find_direction(projection="ridge")`` (default c: ``editing.loco.RIDGE_C``) and the
-table's ``loco_band_sampler_ridge`` row.
+table's ``loco_band_sampler_ridge`` row.  ``spare --parts face`` on 20 faces: band + sampler + ridge 0.55, with the
+band sparing the eyes and the mouth 0.25 (t = 0.6); 0.25 and 0.28 at t = 0.4 — keeping the holes in the complement
+projects away the face's own change around them, so ``band_spare`` stays an option, off, and no table row.
 """
 from __future__ import annotations
 
@@ -43,14 +51,21 @@ import time
 import torch
 
 from lococourse.data.faces import PARTS
-from lococourse.editing.loco import SAMPLER_STEPS, linearize, outside, sampler_map
+from lococourse.editing.loco import RIDGE_C, SAMPLER_STEPS, find_direction, linearize, outside, sampler_map
 from lococourse.editing.strength import default_strength_grid
-from lococourse.eval.decisions import local_edit_success, thresholds_for
-from lococourse.eval.faces import face_directions, fit_row, prepare_faces, sample_edits, target_strengths
+from lococourse.eval.decisions import local_edit_success, thresholds_for, transfer_main_success, transfer_success
+from lococourse.eval.faces import (
+    METHOD_OPTIONS,
+    face_directions,
+    fit_row,
+    prepare_faces,
+    sample_edits,
+    target_strengths,
+)
 from lococourse.eval.factors import factor_changes
 from lococourse.jacobian.operator import check_mask
 from lococourse.jacobian.power import power_method
-from lococourse.jacobian.subspace import project_out
+from lococourse.jacobian.subspace import project_out, ridge_project
 from lococourse.models.registry import load_model
 
 
@@ -150,6 +165,69 @@ def ridge_directions(model, faces, i: int, cs: list[float], sources=("raw", "pro
     return dirs
 
 
+def spare_directions(model, faces, i: int, parts) -> dict:
+    """band + sampler + ridge (the table's best, ``loco_band_sampler_ridge``) beside the same with the band sparing
+    the regions of Ω^c it would mostly remove (``find_direction(band_spare=True)``: the eyes and the mouth inside the
+    face's mask), both from one linearisation of the PMP and one of the sampler."""
+    fd = face_directions(model, faces, i, methods=["loco_band_sampler_ridge"], parts=parts, tol=None)
+    views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+    dirs = {}
+    for (_, p), d in fd.directions.items():
+        dirs[("band_sampler_ridge", p)] = d
+        opts = {**METHOD_OPTIONS["loco_band_sampler_ridge"], "band_spare": True}
+        opts.pop("nullspace")
+        dirs[("spare_sampler_ridge", p)] = find_direction(views, None, faces.masks[p][i], r=5, seed=0, tol=None,
+                                                          max_iter=30, nullspace_map=sampler, **opts)
+    return dirs
+
+
+def transfer_study(model, faces, i: int, th, grid, transfers: int = 2) -> dict:
+    """Transfer of band + sampler + ridge (the table's best) from face ``i`` to the next ``transfers`` faces at the
+    source's ±λ (λ by target on the source): the direction unchanged (the table's transfer), and re-projected on the
+    target — v' = ridge_project(P_(Ω^c less 2 px) J_sampler(x_t'), v), the same soft step 7 through the *target's*
+    sampler Jacobian — with the source's mask Ω (no annotation of the target needed) or the target's own mask Ω'.
+    Returns variant → list of (local success of the source edit, strict transfer success, main-factor transfer)."""
+    n = len(faces)
+    fd = face_directions(model, faces, i, methods=["loco_band_sampler_ridge"], tol=None)
+    chosen = target_strengths(model, faces, i, fd.directions, grid)
+    c = METHOD_OPTIONS["loco_band_sampler_ridge"].get("ridge", RIDGE_C)
+    xs, meta = [], []
+    for (_, p), d in fd.directions.items():
+        lam = chosen[("loco_band_sampler_ridge", p)].strength
+        for sgn in (-1, 1):
+            xs.append(faces.x_t[i] + sgn * lam * d.v)
+            meta.append(("source", p, sgn, i))
+    for j in range(1, transfers + 1):
+        tg = (i + j) % n
+        sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[tg])
+        for (_, p), d in fd.directions.items():
+            lam = chosen[("loco_band_sampler_ridge", p)].strength
+            vs = {"unchanged": d.v}
+            for name, mask in (("reproject_source_mask", faces.masks[p][i]), ("reproject_target_mask", faces.masks[p][tg])):
+                if not mask.any() or mask.all():
+                    continue
+                A = sampler.view(outside(check_mask(mask, sampler.base.shape_out), 2))
+                v, _ = ridge_project(A, d.v.reshape(-1), c)
+                vs[name] = (v / v.norm()).reshape(d.v.shape)
+            for name, v in vs.items():
+                for sgn in (-1, 1):
+                    xs.append(faces.x_t[tg] + sgn * lam * v)
+                    meta.append((name, p, sgn, tg))
+    out = sample_edits(model, torch.stack(xs), faces.t, steps=12)
+    refs = [m[3] for m in meta]
+    ch = factor_changes(faces.recon[refs], out, reference=fit_row(faces, refs))
+    src = {(p, sgn): ch[k] for k, (name, p, sgn, _) in enumerate(meta) if name == "source"}
+    res: dict = {}
+    for k, (name, p, sgn, _) in enumerate(meta):
+        if name == "source":
+            continue
+        s_ch = src[(p, sgn)]
+        res.setdefault(name, []).append((bool(local_edit_success(s_ch, p, th)), bool(transfer_success(s_ch, ch[k], th)),
+                                         bool(transfer_main_success(s_ch, ch[k], th))))
+    return res
+
+
 def target_directions(model, faces, i: int):
     fd = face_directions(model, faces, i, methods=["loco_band_sampler"], tol=None)
     return {(None, p): d for (_, p), d in fd.directions.items()}
@@ -157,7 +235,7 @@ def target_directions(model, faces, i: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge"])
+    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer"])
     ap.add_argument("--t", type=float, default=0.6)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
@@ -168,7 +246,11 @@ def main(argv=None) -> int:
                     "band + sampler's v (proj)")
     ap.add_argument("--ridge-c", default="1,0.1", help="ridge: comma-separated μ / ‖A v̂‖²")
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
+    ap.add_argument("--parts", default=",".join(PARTS), help="spare: comma-separated parts to edit")
     a = ap.parse_args(argv)
+    parts = a.parts.split(",")
+    if any(p not in PARTS for p in parts):
+        ap.error(f"--parts must list parts among {list(PARTS)}; got {a.parts!r}")
     if a.first < 0:
         ap.error(f"--first must be a non-negative seed; got {a.first}")
     if a.images < 1:
@@ -189,6 +271,17 @@ def main(argv=None) -> int:
     grid = default_strength_grid(3 * 32 * 32, 6)
     res: dict = {}
     t0 = time.perf_counter()
+    if a.variant == "transfer":
+        tr: dict = {}
+        for i in range(len(faces)):
+            for name, rows in transfer_study(model, faces, i, th, grid).items():
+                tr.setdefault(name, []).extend(rows)
+            print(f"face {i} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        for name, rows in tr.items():
+            print(name, f"strict {sum(r[1] for r in rows) / len(rows):.2f}", f"main {sum(r[2] for r in rows) / len(rows):.2f}",
+                  f"strict from local sources {sum(r[1] for r in rows if r[0]) / max(1, sum(r[0] for r in rows)):.2f}",
+                  f"({len(rows)} transfers)")
+        return 0
     for i in range(len(faces)):
         xs, keys = [], []
         if a.variant == "target":
@@ -204,6 +297,8 @@ def main(argv=None) -> int:
                 dirs = parts_directions(model, faces, i, a.r_q)
             elif a.variant == "ridge":
                 dirs = ridge_directions(model, faces, i, [float(x) for x in a.ridge_c.split(",")], a.ridge_from.split(","))
+            elif a.variant == "spare":
+                dirs = spare_directions(model, faces, i, parts)
             elif a.variant == "steps":
                 dirs = steps_directions(model, faces, i, steps)
             else:

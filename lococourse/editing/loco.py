@@ -74,40 +74,69 @@ def _top(views: JacobianViews, mask: torch.Tensor | None, eps: bool, k: int, see
     return views.cache[key]
 
 
-def outside(mask: torch.Tensor, band: int = 0) -> torch.Tensor:
+def outside(mask: torch.Tensor, band: int = 0, spare: bool = False) -> torch.Tensor:
     """The complement region of step 5: Ω^c (``band`` = 0, the paper's), or Ω^c less a guard band of ``band`` pixels
     around Ω (Ω dilated by a (2b+1)×(2b+1) square), so that the part's own soft-edge spill-over across the mask
     border is not counted as "outside" (our departure from Algorithm 1; issue 13's measurements).
+
+    ``spare`` (with ``band`` > 0): a 4-connected region of Ω^c that the band would remove more than half of — a small
+    hole of Ω, like the eyes and the mouth inside the face's mask — stays whole in the complement, so that the
+    features it holds are still protected by step 7 (with a 2 px band the face's complement loses its eyes and its
+    mouth entirely).  Each (H, W) plane is treated on its own.
     ``mask``: boolean of shape (..., H, W).  Refuses a band that leaves no pixel outside."""
     if isinstance(band, bool) or not isinstance(band, int) or band < 0:
         raise ValueError(f"band must be a non-negative integer number of pixels; got {band!r}")
+    if not isinstance(spare, bool):
+        raise ValueError(f"spare must be True or False; got {spare!r}")
     if band == 0:
         return ~mask
     H, W = mask.shape[-2:]
     m = mask.reshape(-1, 1, H, W).float()
-    grown = torch.nn.functional.max_pool2d(m, 2 * band + 1, stride=1, padding=band).reshape(mask.shape) > 0
-    if grown.all():
+    keep = ~(torch.nn.functional.max_pool2d(m, 2 * band + 1, stride=1, padding=band).reshape(mask.shape) > 0)
+    if spare:
+        keep = keep | _spared(mask, keep)
+    if not keep.any():
         raise ValueError(f"band = {band} px around Ω covers the whole {H}×{W} image: the complement Ω^c would be empty; "
                          f"use a band below {band}")
-    return ~grown
+    return keep
 
 
-def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, band: int = 0, seed: int = 0,
-                     tol: float = 1e-4, max_iter: int = 50, eps: bool = False,
+def _spared(mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The regions of Ω^c (4-connected, per (H, W) plane) of which ``keep`` holds less than half: ``outside``'s spare."""
+    from scipy import ndimage
+
+    H, W = mask.shape[-2:]
+    comp = (~mask).reshape(-1, H, W).numpy()
+    kept = keep.reshape(-1, H, W).numpy()
+    out = torch.zeros(comp.shape, dtype=torch.bool)
+    for j in range(comp.shape[0]):
+        labels, n = ndimage.label(comp[j])  # default structure: 4-connectivity
+        if n == 0:
+            continue
+        size = torch.bincount(torch.from_numpy(labels).reshape(-1), minlength=n + 1)
+        left = torch.bincount(torch.from_numpy(labels[kept[j]]).reshape(-1), minlength=n + 1)
+        small = 2 * left < size
+        small[0] = False  # label 0 is Ω itself
+        out[j] = small[torch.from_numpy(labels)]
+    return out.reshape(mask.shape)
+
+
+def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, band: int = 0, spare: bool = False,
+                     seed: int = 0, tol: float = 1e-4, max_iter: int = 50, eps: bool = False,
                      v: torch.Tensor | None = None) -> tuple[TopSVD | None, float]:
     """Step 5: the top-r' SVD of ∇P_{Ω^c} g (power seed ``seed + 1``), whose ``V`` is V̄ (d × r'); None for r' = 0.
 
     g is the map ``views`` linearises (the PMP f in Algorithm 1; the sampler with ``nullspace="sampler"``); ``mask``
-    is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`).
+    is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`, with ``spare``).
     With ``v`` (the direction of step 6, flat), the power method stops when v − V̄(V̄ᵀv) has settled (what step 7
     needs) rather than span(V̄) (which has no gap at r' for some masks).  Returns (the TopSVD, seconds).
     """
     if r_null == 0:
         return None, 0.0
     if v is None:
-        return _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter)
+        return _top(views, outside(mask, band, spare), eps, r_null, seed + 1, tol, max_iter)
     v = v.detach()
-    return _top(views, outside(mask, band), eps, r_null, seed + 1, tol, max_iter,
+    return _top(views, outside(mask, band, spare), eps, r_null, seed + 1, tol, max_iter,
                 monitor=lambda V: project_out(v.to(V.dtype), V[:, :r_null]), monitor_key=("v_p", hash(v.numpy().tobytes())))
 
 
@@ -134,7 +163,8 @@ def find_direction(
     f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None, mask: torch.Tensor, *, index: int = 0,
     r: int = 5, r_null: int = 5, seed: int = 0, tol: float | None = None, max_iter: int = 50, model: str = "",
     jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
-    chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, nullspace_map: PMP | None = None,
+    chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, band_spare: bool = False,
+    nullspace_map: PMP | None = None,
     projection: str = "subspace", ridge: float = RIDGE_C, stop_on: str = "direction",
     extra: dict | None = None,
 ) -> Direction:
@@ -159,7 +189,8 @@ def find_direction(
     :func:`~lococourse.jacobian.power_method` (largest entry positive).
 
     Method options beyond the paper (defaults are the paper's; both apply to steps 5 and 7 only):
-    ``band`` — leave a guard band of b pixels around Ω out of the complement Ω^c (:func:`outside`);
+    ``band`` — leave a guard band of b pixels around Ω out of the complement Ω^c (:func:`outside`); with
+    ``band_spare``, a small region of Ω^c the band would mostly remove (the eyes inside the face's mask) stays;
     ``nullspace_map`` — take V̄ from the Jacobian of another map with f's output shape, linearised at the same x_t,
     e.g. the whole sampler x_t ↦ DDIM(x_t, 0) (:func:`sampler_map`) instead of the one-step PMP;
     ``projection="ridge"`` — replace steps 5 and 7 by a soft projection (:func:`~lococourse.jacobian.ridge_project`):
@@ -218,15 +249,15 @@ def find_direction(
         if tuple(null_views.base.shape_out) != tuple(base.shape_out):
             raise ValueError(f"nullspace_map's output shape {null_views.base.shape_out} differs from the PMP's "
                              f"{base.shape_out}; the mask Ω must apply to both")
-    outside(mask_full, band)  # refuse a band that leaves no complement, even for r' = 0
+    outside(mask_full, band, band_spare)  # refuse a bad band, or one that leaves no complement, even for r' = 0
     null, soft_info = None, None
     if soft:  # our option: v_p = argmin ‖J̄u‖² + μ‖u − v‖² (no top-r' SVD)
         t0 = time.perf_counter()
-        A = null_views.view(outside(mask_full, band), eps=eps and nullspace_map is None)
+        A = null_views.view(outside(mask_full, band, band_spare), eps=eps and nullspace_map is None)
         v, soft_info = ridge_project(A, v, float(ridge))
         s_null = time.perf_counter() - t0
     else:
-        null, s_null = complement_basis(null_views, mask_full, r_null, band=band, seed=seed, tol=tol, max_iter=max_iter,
+        null, s_null = complement_basis(null_views, mask_full, r_null, band=band, spare=band_spare, seed=seed, tol=tol, max_iter=max_iter,
                                         eps=eps and nullspace_map is None, v=v if stop_on == "direction" else None)
         v = project_out(v, None if null is None else null.V)
     # Step 8.
@@ -240,6 +271,7 @@ def find_direction(
             and (soft_info is None or bool(soft_info["converged"])), "stop_on": stop_on,
             "n_iter": int(top.n_iter),
             "n_iter_null": int(soft_info["n_iter"]) if soft else (0 if null is None else int(null.n_iter)), "band": band,
+            **({"band_spare": True} if band_spare else {}),
             "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"),
             "projection": projection, **({"ridge": float(ridge), "ridge_mu": soft_info["mu"]} if soft else {}),
             **(extra or {})}

@@ -242,3 +242,58 @@ def test_ridge_refuses_a_bad_c_before_any_model_work(bad):
 def test_unknown_projection_is_refused():
     with pytest.raises(ValueError, match="projection must be one of"):
         find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, projection="soft")
+
+
+def _holed_mask():
+    """Ω on 8×8: a 3×3 ring (rows and columns 2–4) around a one-pixel hole at (3, 3), which a 1 px band swallows;
+    the band leaves 39 of the outer region's 55 pixels, so that region keeps its band."""
+    m = torch.zeros(8, 8, dtype=torch.bool)
+    m[2:5, 2:5] = True
+    m[3, 3] = False
+    return m
+
+
+def test_spare_keeps_the_regions_the_band_would_mostly_remove():
+    # a 20×20 Ω with a 2×2 hole (the band of 1 px removes all of it) and an 8×8 hole (the band leaves 6×6 = 36 of 64)
+    m = torch.zeros(20, 20, dtype=torch.bool)
+    m[2:18, 2:18] = True
+    small, large = np.zeros((20, 20), bool), np.zeros((20, 20), bool)
+    small[4:6, 4:6] = True
+    large[8:16, 8:16] = True
+    m[torch.from_numpy(small | large)] = False
+    banded = ~binary_dilation(m.numpy(), structure=np.ones((3, 3)))  # oracle: scipy's dilation
+    assert not (banded & small).any() and (banded & large).sum() == 36
+    got = outside(m, 1, spare=True).numpy()
+    assert np.array_equal(got, banded | small)  # the small hole whole, the large one with its band, the outside banded
+    assert np.array_equal(outside(m, 1).numpy(), banded)  # spare=False: the plain band
+    # per (H, W) plane, on a stacked mask, and spare with band 0 is Ω^c
+    stacked = torch.stack([m, m.T])
+    assert np.array_equal(outside(stacked, 1, spare=True).numpy(), np.stack([got, got.T]))
+    assert torch.equal(outside(m, 0, spare=True), ~m)
+
+
+def test_band_spare_gives_the_closed_form_on_a_linear_pmp():
+    A, B = _A(0), _A(3)
+    mask = _holed_mask()
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    out = ~binary_dilation(mask.numpy(), structure=np.ones((3, 3)))
+    assert out.sum() == 39
+    out[3, 3] = True  # the spared hole
+    g = LinearMap(B)
+    d = find_direction(LinearMap(A), x, mask, r=2, r_null=4, band=1, band_spare=True, nullspace_map=g, tol=1e-12,
+                       max_iter=3000)
+    v = _closed_form(A.numpy(), B.numpy(), mask.numpy().reshape(-1), out.reshape(-1), 0, 4)
+    assert abs(abs(float(v @ d.v.reshape(-1).numpy())) - 1) < 1e-9
+    assert d.extra["band_spare"] is True
+    # the ridge projection uses the same spared complement: its closed form with that region
+    dr = find_direction(LinearMap(A), x, mask, r=2, band=1, band_spare=True, nullspace_map=g, projection="ridge",
+                        ridge=0.5, tol=1e-12, max_iter=3000)
+    vr = _ridge_closed_form(A.numpy(), B.numpy(), mask.numpy().reshape(-1), out.reshape(-1), 0.5)[0]
+    assert abs(abs(float(vr @ dr.v.reshape(-1).numpy())) - 1) < 1e-4
+
+
+def test_bad_spare_is_refused():
+    with pytest.raises(ValueError, match="spare must be True or False; got 'yes'"):
+        outside(_mask(), 1, spare="yes")
+    with pytest.raises(ValueError, match="spare must be True or False"):
+        find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, band=1, band_spare=1)
