@@ -40,7 +40,8 @@ against 0.57, so it became ``find_direction(projection="ridge")`` (default c: ``
 table's ``loco_band_sampler_ridge`` row.  ``spare --parts face`` on 20 faces: band + sampler + ridge 0.55, with the
 band sparing the eyes and the mouth 0.25 (t = 0.6); 0.25 and 0.28 at t = 0.4 — keeping the holes in the complement
 projects away the face's own change around them, so ``band_spare`` stays an option, off, and no table row.
-``transfer --images 6`` (t = 0.6, 120 transfers): unchanged strict 0.18 / main 0.60 (0.28 strict from local source
+A stronger ridge, ``ridge --images 6 --ridge-c 0.01,0.003,0.001 --ridge-from raw``: 0.67 / 0.58 / 0.57 (background
+0.17 / 0.08 / 0.00, face 0.67 / 0.42 / 0.33), so c = 0.01 stays.  ``transfer --images 6`` (t = 0.6, 120 transfers): unchanged strict 0.18 / main 0.60 (0.28 strict from local source
 edits); re-projected with the source's mask 0.04 / 0.17, with the target's mask 0.07 / 0.20 — worse: at the
 source's λ the second projection removes most of the edit on the target.
 """
