@@ -41,7 +41,9 @@ table's ``loco_band_sampler_ridge`` row.  ``spare --parts face`` on 20 faces: ba
 band sparing the eyes and the mouth 0.25 (t = 0.6); 0.25 and 0.28 at t = 0.4 — keeping the holes in the complement
 projects away the face's own change around them, so ``band_spare`` stays an option, off, and no table row.
 A stronger ridge, ``ridge --images 6 --ridge-c 0.01,0.003,0.001 --ridge-from raw``: 0.67 / 0.58 / 0.57 (background
-0.17 / 0.08 / 0.00, face 0.67 / 0.42 / 0.33), so c = 0.01 stays.  ``transfer --images 6`` (t = 0.6, 120 transfers): unchanged strict 0.18 / main 0.60 (0.28 strict from local source
+0.17 / 0.08 / 0.00, face 0.67 / 0.42 / 0.33), so c = 0.01 stays; weaker, ``--ridge-c 0.03,0.02`` (2026-12-03, the CG
+then in this file, now the library's ridge_project): 0.68 and 0.68 (background 0.25, hair 1.0, face 0.67, eyes 1.0, mouth 0.50), one edit in 60
+from c = 0.01 — no reason to move it.  ``transfer --images 6`` (t = 0.6, 120 transfers): unchanged strict 0.18 / main 0.60 (0.28 strict from local source
 edits); re-projected with the source's mask 0.04 / 0.17, with the target's mask 0.07 / 0.20 — worse: at the
 source's λ the second projection removes most of the edit on the target.
 """
@@ -117,36 +119,6 @@ def steps_directions(model, faces, i: int, steps: list[int]) -> dict:
     return dirs
 
 
-def ridge_nullspace(A, v: torch.Tensor, c: float, iters: int = 20) -> torch.Tensor:
-    """v' = argmin ‖A v'‖² + μ‖v' − v‖², μ = c·‖A v̂‖² (v̂ = v/‖v‖): (μI + AᵀA) v' = μ v by conjugate gradients,
-    matrix-free (one J·u and one Jᵀ·w of A per iteration).  A soft, direction-specific nullspace: it removes the
-    parts of v that move the complement, weighted by how much they move it, instead of all of v's component in a
-    fixed top-r' subspace."""
-    shape = v.shape
-    x0 = (v / v.norm()).reshape(1, *A.shape_in)
-
-    def op(u):
-        return A.rmv(A.mv(u)) + mu * u
-
-    mu = c * float((A.mv(x0) ** 2).sum())
-    b = mu * x0
-    x = x0.clone()
-    r = b - op(x)
-    p = r.clone()
-    rs = float((r * r).sum())
-    for _ in range(iters):
-        Ap = op(p)
-        alpha = rs / float((p * Ap).sum())
-        x = x + alpha * p
-        r = r - alpha * Ap
-        rs_new = float((r * r).sum())
-        if rs_new ** 0.5 < 1e-4 * float(b.norm()):
-            break
-        p = r + (rs_new / rs) * p
-        rs = rs_new
-    return (x / x.norm()).reshape(shape)
-
-
 def ridge_directions(model, faces, i: int, cs: list[float], sources=("raw", "proj")) -> dict:
     """band + sampler (the table's best) beside v' = ridge(v) with A = P_(Ω^c less 2 px) J_sampler, from the
     unprojected v (``ridge_raw``) and from band + sampler's projected v (``ridge_proj``)."""
@@ -164,7 +136,7 @@ def ridge_directions(model, faces, i: int, cs: list[float], sources=("raw", "pro
                 continue
             d = fd.directions[(key, p)]
             for c in cs:
-                vr = ridge_nullspace(A, d.v.reshape(-1).reshape(d.v.shape), c)
+                vr, _ = ridge_project(A, d.v, c)
                 dirs[(f"ridge_{src}_c{c:g}", p)] = dataclasses.replace(d, v=vr, extra=dict(d.extra))
     return dirs
 
@@ -186,11 +158,12 @@ def spare_directions(model, faces, i: int, parts) -> dict:
     return dirs
 
 
-def transfer_study(model, faces, i: int, th, grid, transfers: int = 2) -> dict:
+def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject: bool = True) -> dict:
     """Transfer of band + sampler + ridge (the table's best) from face ``i`` to the next ``transfers`` faces at the
     source's ±λ (λ by target on the source): the direction unchanged (the table's transfer), and re-projected on the
     target — v' = ridge_project(P_(Ω^c less 2 px) J_sampler(x_t'), v), the same soft step 7 through the *target's*
-    sampler Jacobian — with the source's mask Ω (no annotation of the target needed) or the target's own mask Ω'.
+    sampler Jacobian — with the source's mask Ω (no annotation of the target needed) or the target's own mask Ω'
+    (``reproject``); and the direction unchanged at a λ chosen again by target on the target face (``retarget_lambda``).
     Returns variant → list of (local success of the source edit, strict transfer success, main-factor transfer)."""
     n = len(faces)
     fd = face_directions(model, faces, i, methods=["loco_band_sampler_ridge"], tol=None)
@@ -204,11 +177,11 @@ def transfer_study(model, faces, i: int, th, grid, transfers: int = 2) -> dict:
             meta.append(("source", p, sgn, i))
     for j in range(1, transfers + 1):
         tg = (i + j) % n
-        sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[tg])
+        sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[tg]) if reproject else None
         for (_, p), d in fd.directions.items():
             lam = chosen[("loco_band_sampler_ridge", p)].strength
             vs = {"unchanged": d.v}
-            for name, mask in (("reproject_source_mask", faces.masks[p][i]), ("reproject_target_mask", faces.masks[p][tg])):
+            for name, mask in () if not reproject else (("reproject_source_mask", faces.masks[p][i]), ("reproject_target_mask", faces.masks[p][tg])):
                 if not mask.any() or mask.all():
                     continue
                 A = sampler.view(outside(check_mask(mask, sampler.base.shape_out), 2))
@@ -218,6 +191,12 @@ def transfer_study(model, faces, i: int, th, grid, transfers: int = 2) -> dict:
                 for sgn in (-1, 1):
                     xs.append(faces.x_t[tg] + sgn * lam * v)
                     meta.append((name, p, sgn, tg))
+            # the direction unchanged, λ chosen again by target on the target face (a sweep there, no mask needed)
+            copy = {("retarget", p): dataclasses.replace(d, extra=dict(d.extra))}
+            lam_t = target_strengths(model, faces, tg, copy, grid)[("retarget", p)].strength
+            for sgn in (-1, 1):
+                xs.append(faces.x_t[tg] + sgn * lam_t * d.v)
+                meta.append(("retarget_lambda", p, sgn, tg))
     out = sample_edits(model, torch.stack(xs), faces.t, steps=12)
     refs = [m[3] for m in meta]
     ch = factor_changes(faces.recon[refs], out, reference=fit_row(faces, refs))
@@ -232,6 +211,25 @@ def transfer_study(model, faces, i: int, th, grid, transfers: int = 2) -> dict:
     return res
 
 
+def band_directions(model, faces, i: int, bands: list[int]) -> dict:
+    """band + sampler + ridge (the table's best) with guard bands of other widths than BAND_PX, all from one
+    linearisation of the PMP and one of the sampler (find_direction's ``band``)."""
+    views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+    opts = dict(METHOD_OPTIONS["loco_band_sampler_ridge"])
+    opts.pop("nullspace")
+    opts.pop("band")
+    dirs = {}
+    for p in PARTS:
+        mask = faces.masks[p][i]
+        if not mask.any() or mask.all():
+            continue
+        for b in bands:
+            dirs[(f"band{b}_sampler_ridge", p)] = find_direction(views, None, mask, r=5, seed=0, tol=None, max_iter=30,
+                                                                 nullspace_map=sampler, band=b, **opts)
+    return dirs
+
+
 def target_directions(model, faces, i: int):
     fd = face_directions(model, faces, i, methods=["loco_band_sampler"], tol=None)
     return {(None, p): d for (_, p), d in fd.directions.items()}
@@ -239,7 +237,7 @@ def target_directions(model, faces, i: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer"])
+    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer", "retarget", "band"])
     ap.add_argument("--t", type=float, default=0.6)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
@@ -251,6 +249,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ridge-c", default="1,0.1", help="ridge: comma-separated μ / ‖A v̂‖²")
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
     ap.add_argument("--parts", default=",".join(PARTS), help="spare: comma-separated parts to edit")
+    ap.add_argument("--bands", default="1,2,3", help="band: comma-separated guard bands (px)")
     a = ap.parse_args(argv)
     parts = a.parts.split(",")
     if any(p not in PARTS for p in parts):
@@ -265,6 +264,12 @@ def main(argv=None) -> int:
     steps = [int(x) for x in a.sampler_steps.split(",")]
     if any(n < 1 for n in steps):
         ap.error(f"--sampler-steps must list positive integers; got {a.sampler_steps!r}")
+    try:
+        bands = [int(x) for x in a.bands.split(",")]
+    except ValueError:
+        bands = [-1]
+    if any(b < 0 for b in bands):
+        ap.error(f"--bands must list non-negative integers (px); got {a.bands!r}")
     targets = [float(x) for x in a.targets.split(",")]
     if any(not x > 0 for x in targets):
         ap.error(f"--targets must list positive changes; got {a.targets!r}")
@@ -275,10 +280,10 @@ def main(argv=None) -> int:
     grid = default_strength_grid(3 * 32 * 32, 6)
     res: dict = {}
     t0 = time.perf_counter()
-    if a.variant == "transfer":
+    if a.variant in ("transfer", "retarget"):
         tr: dict = {}
         for i in range(len(faces)):
-            for name, rows in transfer_study(model, faces, i, th, grid).items():
+            for name, rows in transfer_study(model, faces, i, th, grid, reproject=a.variant == "transfer").items():
                 tr.setdefault(name, []).extend(rows)
             print(f"face {i} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         for name, rows in tr.items():
@@ -301,6 +306,8 @@ def main(argv=None) -> int:
                 dirs = parts_directions(model, faces, i, a.r_q)
             elif a.variant == "ridge":
                 dirs = ridge_directions(model, faces, i, [float(x) for x in a.ridge_c.split(",")], a.ridge_from.split(","))
+            elif a.variant == "band":
+                dirs = band_directions(model, faces, i, bands)
             elif a.variant == "spare":
                 dirs = spare_directions(model, faces, i, parts)
             elif a.variant == "steps":
