@@ -8,6 +8,9 @@
     python benchmarks/explore_nullspace_variants.py ridge --t 0.6 --first 6 --images 14 --ridge-c 0.01 --ridge-from raw
     python benchmarks/explore_nullspace_variants.py spare --t 0.6 --images 20 --parts face
     python benchmarks/explore_nullspace_variants.py transfer --t 0.6 --images 6
+    python benchmarks/explore_nullspace_variants.py retarget --t 0.6 --images 6
+    python benchmarks/explore_nullspace_variants.py band --t 0.6 --images 6 --bands 1,2,3
+    python benchmarks/explore_nullspace_variants.py geig --t 0.6 --images 6
 
 Both score local-edit success (lococourse.eval.local_edit_success, the table's primary metric and thresholds) of
 ±λ edits, λ per direction by target (lococourse.eval.target_strengths, the table's default), on the faces
@@ -25,6 +28,11 @@ Both score local-edit success (lococourse.eval.local_edit_success, the table's p
   spares the regions of Ω^c it would mostly remove (the face's mask has holes at the eyes and the mouth, which a
   2 px band deletes from the complement, so nothing in step 7 protects them; the face's edits leak into the eye
   size in 14 of 40 cases at t = 0.6).
+* ``band`` — ``loco_band_sampler_ridge`` with other guard bands than 2 px.
+* ``retarget`` — ``transfer`` without the re-projections, beside the direction transferred unchanged at a λ chosen
+  again by target on the target face.
+* ``geig`` — directions read off the sampler's Jacobian: step 4 on P_Ω J_s, and inverse iteration for
+  max ‖P_Ω J_s u‖² / (‖P_(Ω^c less 2 px) J_s u‖² + μ‖u‖²) started at band + sampler + ridge (:func:`geig_directions`).
 * ``ridge`` — step 7 replaced by a soft projection (:func:`lococourse.jacobian.ridge_project`): v' = argmin
   ‖A u‖² + μ‖u − v‖², μ = c‖A v̂‖², A = P_(Ω^c less 2 px) J_sampler, from the unprojected v (``raw``) or from band
   + sampler's projected v (``proj``).
@@ -46,6 +54,10 @@ then in this file, now the library's ridge_project): 0.68 and 0.68 (background 0
 from c = 0.01 — no reason to move it.  ``transfer --images 6`` (t = 0.6, 120 transfers): unchanged strict 0.18 / main 0.60 (0.28 strict from local source
 edits); re-projected with the source's mask 0.04 / 0.17, with the target's mask 0.07 / 0.20 — worse: at the
 source's λ the second projection removes most of the edit on the target.
+``band --bands 1,2,3`` (2026-12-03, faces 0–5, t = 0.6): 0.62 / 0.67 / 0.65 (face 0.50 / 0.67 / 0.58, the other parts
+equal within one edit), so the 2 px band (BAND_PX) stays.  ``geig`` (same faces): band + sampler + ridge 0.67,
+sampler_v_ridge 0.67, geig1 0.73 and geig2 0.73 (mouth 0.83, background 0.25, face 0.58) — now
+``find_direction(projection="ridge", refine=1)``; not yet a table row (its 20-face tables were not run).
 """
 from __future__ import annotations
 
@@ -230,6 +242,41 @@ def band_directions(model, faces, i: int, bands: list[int]) -> dict:
     return dirs
 
 
+def geig_directions(model, faces, i: int, outer: int = 2) -> dict:
+    """Directions read off the sampler's Jacobian J_s (x_t ↦ DDIM(x_t, 0), 6 steps) rather than the one-step PMP's:
+
+    * ``sampler_v_ridge`` — step 4 on J_s: v = top right singular vector of P_Ω J_s, then the table's ridge against
+      A_c = P_(Ω^c less 2 px) J_s;
+    * ``geig{n}`` — from band + sampler + ridge (the table's best), n steps of u ← (A_cᵀA_c + μI)⁻¹ A_Ωᵀ A_Ω u
+      (A_Ω = P_Ω J_s; each solve is ridge_project's CG): inverse iteration for the generalised eigenproblem
+      max ‖P_Ω J_s u‖² / (‖A_c u‖² + μ‖u‖²), the direction whose *final* image changes most inside Ω for what it
+      changes outside.  Matrix-free."""
+    views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+    opts = dict(METHOD_OPTIONS["loco_band_sampler_ridge"])
+    opts.pop("nullspace")
+    c = opts.get("ridge", RIDGE_C)
+    dirs = {}
+    for p in PARTS:
+        mask = faces.masks[p][i]
+        if not mask.any() or mask.all():
+            continue
+        d = find_direction(views, None, mask, r=5, seed=0, tol=None, max_iter=30, nullspace_map=sampler, **opts)
+        dirs[("band_sampler_ridge", p)] = d
+        mk = check_mask(mask, sampler.base.shape_out)
+        A_in, A_c = sampler.view(mk), sampler.view(outside(mk, opts["band"]))
+        top = power_method(A_in, k=1, seed=0, tol=1e-2, max_iter=15)
+        vs, _ = ridge_project(A_c, top.V[:, 0], c)
+        dirs[("sampler_v_ridge", p)] = dataclasses.replace(d, v=vs.reshape(d.v.shape), extra=dict(d.extra))
+        u = d.v.reshape(1, *d.v.shape)
+        for n in range(1, outer + 1):
+            w = A_in.rmv(A_in.mv(u))
+            u, _ = ridge_project(A_c, w.reshape(-1), c)
+            u = u.reshape(1, *d.v.shape)
+            dirs[(f"geig{n}", p)] = dataclasses.replace(d, v=u[0].clone(), extra=dict(d.extra))
+    return dirs
+
+
 def target_directions(model, faces, i: int):
     fd = face_directions(model, faces, i, methods=["loco_band_sampler"], tol=None)
     return {(None, p): d for (_, p), d in fd.directions.items()}
@@ -237,7 +284,7 @@ def target_directions(model, faces, i: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer", "retarget", "band"])
+    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer", "retarget", "band", "geig"])
     ap.add_argument("--t", type=float, default=0.6)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
@@ -306,6 +353,8 @@ def main(argv=None) -> int:
                 dirs = parts_directions(model, faces, i, a.r_q)
             elif a.variant == "ridge":
                 dirs = ridge_directions(model, faces, i, [float(x) for x in a.ridge_c.split(",")], a.ridge_from.split(","))
+            elif a.variant == "geig":
+                dirs = geig_directions(model, faces, i)
             elif a.variant == "band":
                 dirs = band_directions(model, faces, i, bands)
             elif a.variant == "spare":

@@ -165,7 +165,7 @@ def find_direction(
     jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
     chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, band_spare: bool = False,
     nullspace_map: PMP | None = None,
-    projection: str = "subspace", ridge: float = RIDGE_C, stop_on: str = "direction",
+    projection: str = "subspace", ridge: float = RIDGE_C, refine: int = 0, stop_on: str = "direction",
     extra: dict | None = None,
 ) -> Direction:
     """Steps 4–8 of Algorithm 1 at x_t (and Algorithm 3's steps 6–10, the same computation):
@@ -198,6 +198,11 @@ def find_direction(
     Ω^c less ``band``).  It damps every direction of v by μ / (σ̄_i² + μ) instead of removing the top r' exactly
     (``r_null`` is not used), so a part whose own change spills into the complement's top modes keeps what the
     complement barely sees.  Solved by conjugate gradients, ≤ 20 J̄·u and J̄ᵀ·w.
+    ``refine`` (with ``projection="ridge"``; default 0, the paper's step 4 unchanged) — n steps of inverse iteration
+    for the generalised eigenproblem  max_u ‖J̃_g u‖² / (‖J̄ u‖² + μ‖u‖²),  J̃_g = ∇P_Ω g, started at the ridge's v_p:
+    u ← (J̄ᵀJ̄ + μI)⁻¹ J̃_gᵀJ̃_g u (each solve is the ridge's CG, μ = ``ridge`` · ‖J̄ ŵ‖² for the current right-hand side
+    ŵ).  With g the sampler, the direction whose *final* image changes most inside Ω for what it changes outside;
+    the paper's step 4 reads v off the one-step PMP only.  Each step costs one J̃_g·u, one J̃_gᵀ·w and one CG.
 
     ``stop_on``: "direction" (default) stops step 4's power method when v_k has settled and step 5's when
     v_p = v − V̄(V̄ᵀv) has (the accuracy the edit needs, even with no spectral gap at r or r'); "subspace" waits for
@@ -218,6 +223,10 @@ def find_direction(
         raise ValueError(f"projection must be one of {PROJECTIONS}; got {projection!r}")
     if projection == "ridge":
         check_real(ridge, "ridge (μ / ‖J̄ v‖² of projection='ridge')", low=0, low_open=True)
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be a non-negative integer number of inverse-iteration steps; got {refine!r}")
+    if refine and projection != "ridge":
+        raise ValueError(f"refine = {refine} needs projection='ridge' (its steps are ridge solves); got projection={projection!r}")
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"r must be a positive integer; got {r!r}")
     check_index(index, "index k", r, what="r")
@@ -255,6 +264,11 @@ def find_direction(
         t0 = time.perf_counter()
         A = null_views.view(outside(mask_full, band, band_spare), eps=eps and nullspace_map is None)
         v, soft_info = ridge_project(A, v, float(ridge))
+        if refine:  # our option: inverse iteration for max ‖J̃_g u‖² / (‖J̄u‖² + μ‖u‖²), from the ridge's v_p
+            A_in = null_views.view(mask_full, eps=eps and nullspace_map is None)
+            for _ in range(refine):
+                w = A_in.rmv(A_in.mv(v.reshape(1, *base.shape_in))).reshape(-1)  # J̃_gᵀ J̃_g u, (d,)
+                v, soft_info = ridge_project(A, w, float(ridge))
         s_null = time.perf_counter() - t0
     else:
         null, s_null = complement_basis(null_views, mask_full, r_null, band=band, spare=band_spare, seed=seed, tol=tol, max_iter=max_iter,
@@ -274,6 +288,7 @@ def find_direction(
             **({"band_spare": True} if band_spare else {}),
             "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"),
             "projection": projection, **({"ridge": float(ridge), "ridge_mu": soft_info["mu"]} if soft else {}),
+            **({"refine": refine} if refine else {}),
             **(extra or {})}
     seconds = views.seconds + s_top + s_lin + s_null
     return Direction(v.detach(), float("nan") if t is None else float(t), torch.as_tensor(mask).cpu().clone(), k, r,

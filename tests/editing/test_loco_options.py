@@ -297,3 +297,32 @@ def test_bad_spare_is_refused():
         outside(_mask(), 1, spare="yes")
     with pytest.raises(ValueError, match="spare must be True or False"):
         find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, band=1, band_spare=1)
+
+
+def test_refine_gives_the_closed_form_on_linear_maps():
+    """refine=1: u ∝ (μ₁I + J̄ᵀJ̄)⁻¹ J̃_gᵀJ̃_g v_ridge by numpy (J̃_g = B[Ω], J̄ = B[Ω^c less band], μ₁ = c‖J̄ŵ‖²)."""
+    A, B = _A(0), _A(1)
+    mask = _mask()
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    g = LinearMap(B)
+    d = find_direction(LinearMap(A), x, mask, r=2, band=1, nullspace_map=g, projection="ridge", ridge=1.0, refine=1,
+                       tol=1e-12, max_iter=3000)
+    out = ~binary_dilation(mask.numpy(), structure=np.ones((3, 3)), iterations=1).reshape(-1)
+    inside = mask.numpy().reshape(-1)
+    v0 = _ridge_closed_form(A.numpy(), B.numpy(), inside, out, 1.0)[0]
+    Bi, Bo = B.numpy()[inside], B.numpy()[out]
+    w = Bi.T @ (Bi @ v0)
+    w /= np.linalg.norm(w)
+    mu = float(np.sum((Bo @ w) ** 2))
+    want = np.linalg.solve(Bo.T @ Bo + mu * np.eye(64), mu * w)
+    want /= np.linalg.norm(want)
+    assert abs(abs(float(want @ d.v.reshape(-1).numpy())) - 1) < 1e-3 < 1 - abs(float(want @ v0))
+    assert d.extra["refine"] == 1
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "1"])
+def test_bad_refine_is_refused(bad):
+    with pytest.raises(ValueError, match="refine"):
+        find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, projection="ridge", refine=bad)
+    with pytest.raises(ValueError, match="needs projection='ridge'"):
+        find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, refine=1)
