@@ -264,16 +264,12 @@ def geig_directions(model, faces, i: int, outer: int = 2) -> dict:
         d = find_direction(views, None, mask, r=5, seed=0, tol=None, max_iter=30, nullspace_map=sampler, **opts)
         dirs[("band_sampler_ridge", p)] = d
         mk = check_mask(mask, sampler.base.shape_out)
-        A_in, A_c = sampler.view(mk), sampler.view(outside(mk, opts["band"]))
-        top = power_method(A_in, k=1, seed=0, tol=1e-2, max_iter=15)
-        vs, _ = ridge_project(A_c, top.V[:, 0], c)
+        top = power_method(sampler.view(mk), k=1, seed=0, tol=1e-2, max_iter=15)
+        vs, _ = ridge_project(sampler.view(outside(mk, opts["band"])), top.V[:, 0], c)
         dirs[("sampler_v_ridge", p)] = dataclasses.replace(d, v=vs.reshape(d.v.shape), extra=dict(d.extra))
-        u = d.v.reshape(1, *d.v.shape)
-        for n in range(1, outer + 1):
-            w = A_in.rmv(A_in.mv(u))
-            u, _ = ridge_project(A_c, w.reshape(-1), c)
-            u = u.reshape(1, *d.v.shape)
-            dirs[(f"geig{n}", p)] = dataclasses.replace(d, v=u[0].clone(), extra=dict(d.extra))
+        for n in range(1, outer + 1):  # the library's option: find_direction(projection="ridge", refine=n)
+            dirs[(f"geig{n}", p)] = find_direction(views, None, mask, r=5, seed=0, tol=None, max_iter=30,
+                                                   nullspace_map=sampler, refine=n, **opts)
     return dirs
 
 

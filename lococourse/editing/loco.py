@@ -262,10 +262,11 @@ def find_direction(
     null, soft_info = None, None
     if soft:  # our option: v_p = argmin ‖J̄u‖² + μ‖u − v‖² (no top-r' SVD)
         t0 = time.perf_counter()
-        A = null_views.view(outside(mask_full, band, band_spare), eps=eps and nullspace_map is None)
+        eps_null = eps and nullspace_map is None
+        A = null_views.view(outside(mask_full, band, band_spare), eps=eps_null)
         v, soft_info = ridge_project(A, v, float(ridge))
         if refine:  # our option: inverse iteration for max ‖J̃_g u‖² / (‖J̄u‖² + μ‖u‖²), from the ridge's v_p
-            A_in = null_views.view(mask_full, eps=eps and nullspace_map is None)
+            A_in = null_views.view(mask_full, eps=eps_null)
             for _ in range(refine):
                 w = A_in.rmv(A_in.mv(v.reshape(1, *base.shape_in))).reshape(-1)  # J̃_gᵀ J̃_g u, (d,)
                 v, soft_info = ridge_project(A, w, float(ridge))
