@@ -448,6 +448,7 @@ LABELS = {PAPER_ROW: "paper's LOCO (as published: λ per part)", "loco": "LOCO (
           "pmp_unmasked": "∂x̂₀/∂x_t (unmasked)", "loco_band": "LOCO + 2 px guard band (ours)",
           "loco_sampler": "LOCO + sampler nullspace (ours)", "loco_band_sampler": "LOCO + band + sampler (ours)",
           "loco_band_sampler_ridge": "LOCO + band + sampler, ridge projection (ours)",
+          "loco_band_sampler_ridge_refine": "LOCO + band + sampler + ridge, refined (ours)",
           UPPER_ROW: "upper bound: true single-factor edits"}
 
 

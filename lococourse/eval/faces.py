@@ -132,6 +132,8 @@ METHODS: dict[str, str] = {
     "loco_sampler": f"LOCO with the complement nullspace of the whole sampler x_t ↦ DDIM(x_t, 0), {SAMPLER_STEPS} steps (ours)",
     "loco_band_sampler": "LOCO with both: guard band and the sampler's complement nullspace (ours)",
     "loco_band_sampler_ridge": "band + sampler, with step 7's projection replaced by the soft (ridge) projection (ours)",
+    "loco_band_sampler_ridge_refine": "band + sampler + ridge, then one step of inverse iteration on the sampler's "
+                                      "inside/outside quotient (find_direction refine=1, ours)",
 }
 #: The paper's recipe and its ablations (Table 1, Appendix G.2): the methods of the faithful baseline rows.
 PAPER_METHODS = ("loco", "no_projection", "eps_unmasked", "pmp_unmasked")
@@ -163,6 +165,7 @@ METHOD_OPTIONS: dict[str, dict] = {
     "loco_sampler": {"nullspace": "sampler"},
     "loco_band_sampler": {"band": BAND_PX, "nullspace": "sampler"},
     "loco_band_sampler_ridge": {"band": BAND_PX, "nullspace": "sampler", "projection": "ridge"},
+    "loco_band_sampler_ridge_refine": {"band": BAND_PX, "nullspace": "sampler", "projection": "ridge", "refine": 1},
 }
 
 
