@@ -2,7 +2,7 @@
 
     lococourse edit --model NAME (--image PATH | --seed N) --mask NAME|x0,y0,x1,y1|PATH
                     --t T --index K --strength L --out OUT.png [--r R] [--r-null R'] [--overwrite]
-                    [--band B] [--nullspace pmp|sampler] [--projection subspace|ridge [--ridge C]]
+                    [--band B] [--nullspace pmp|sampler] [--projection subspace|ridge [--ridge C] [--refine N]]
 
 1. the image: a PNG of the model's size (``--image``), or, for ``--seed N``, the face
    ``sample_faces(1, N)`` of a procedural-faces model (any other model: its own DDIM sample from
@@ -96,6 +96,10 @@ def add_arguments(p) -> None:
                         "damp each by μ/(σ²+μ), μ = c·‖J̄v‖²; --r-null is then not used)")
     p.add_argument("--ridge", type=number, default=None,
                    help=f"c of --projection ridge, > 0 (default {RIDGE_C}; smaller removes more)")
+    p.add_argument("--refine", type=integer, default=0,
+                   help="with --projection ridge: steps of inverse iteration on the inside/outside change quotient "
+                        "after the ridge (0: none; 1 is the table's loco_band_sampler_ridge_refine with --band 2 "
+                        "--nullspace sampler)")
     p.add_argument("--tol", type=number, default=1e-3, help="power-method tolerance, in (0, 1)")
     p.add_argument("--max-iter", type=integer, default=50, help="power-method iterations at most")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -260,6 +264,11 @@ def plan_edit(args) -> EditPlan:
     if args.ridge is not None and args.projection != "ridge":
         raise CLIError(f"--ridge {args.ridge} applies only with --projection ridge (the projection is "
                        f"--projection {args.projection}); drop it or add --projection ridge")
+    if isinstance(args.refine, bool) or not isinstance(args.refine, int) or args.refine < 0:
+        raise CLIError(f"--refine {args.refine} is out of range; give a number of inverse-iteration steps ≥ 0")
+    if args.refine and args.projection != "ridge":
+        raise CLIError(f"--refine {args.refine} applies only with --projection ridge (the projection is "
+                       f"--projection {args.projection}); drop it or add --projection ridge")
     if args.projection == "ridge":
         if args.ridge is None:
             args.ridge = RIDGE_C
@@ -283,7 +292,7 @@ def run(args) -> int:
         res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=[plan.strength], r=args.r,
                         r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band, nullspace=args.nullspace,
                         sampler_steps=args.sampler_steps or SAMPLER_STEPS, projection=args.projection,
-                        ridge=args.ridge or RIDGE_C, progress=lambda msg: progress(args, msg))
+                        ridge=args.ridge or RIDGE_C, refine=args.refine, progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None

@@ -159,6 +159,14 @@ def sampler_map(model: DiffusionModel, t: float, steps: int = SAMPLER_STEPS) -> 
     return f
 
 
+def check_refine(refine: int, projection: str) -> None:
+    """``refine`` of :func:`find_direction`: a non-negative int of inverse-iteration steps, > 0 only with the ridge."""
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be a non-negative integer number of inverse-iteration steps; got {refine!r}")
+    if refine and projection != "ridge":
+        raise ValueError(f"refine = {refine} needs projection='ridge' (its steps are ridge solves); got projection={projection!r}")
+
+
 def find_direction(
     f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None, mask: torch.Tensor, *, index: int = 0,
     r: int = 5, r_null: int = 5, seed: int = 0, tol: float | None = None, max_iter: int = 50, model: str = "",
@@ -223,10 +231,7 @@ def find_direction(
         raise ValueError(f"projection must be one of {PROJECTIONS}; got {projection!r}")
     if projection == "ridge":
         check_real(ridge, "ridge (μ / ‖J̄ v‖² of projection='ridge')", low=0, low_open=True)
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError(f"refine must be a non-negative integer number of inverse-iteration steps; got {refine!r}")
-    if refine and projection != "ridge":
-        raise ValueError(f"refine = {refine} needs projection='ridge' (its steps are ridge solves); got projection={projection!r}")
+    check_refine(refine, projection)
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"r must be a positive integer; got {r!r}")
     check_index(index, "index k", r, what="r")
@@ -357,7 +362,7 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
               tol: float | None = None, max_iter: int = 50, masked_jacobian: bool = True,
               progress: Callable[[str], None] | None = None, num_steps: int = 100, band: int = 0,
               nullspace: str = "pmp", sampler_steps: int = SAMPLER_STEPS, projection: str = "subspace",
-              ridge: float = RIDGE_C) -> EditResult:
+              ridge: float = RIDGE_C, refine: int = 0) -> EditResult:
     """Unsupervised LOCO Edit, Algorithm 1 of Chen et al. (2024), end to end.
 
       3. x_t ← DDIM-Inv(x₀, t)
@@ -367,7 +372,8 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
     ``num_steps``: the DDIM grid of steps 3 and 9 (the paper's 100; fewer for real-size models on a CPU).
     ``band`` and ``nullspace`` ("pmp", the paper's; "sampler": the whole sampler x_t ↦ DDIM(x_t, 0) in
     ``sampler_steps`` steps, :func:`sampler_map`), ``projection`` and ``ridge`` ("subspace", the paper's step 7;
-    "ridge": the soft projection) are the options of :func:`find_direction` beyond the paper.
+    "ridge": the soft projection) and ``refine`` (inverse-iteration steps after the ridge) are the options of
+    :func:`find_direction` beyond the paper.
     """
     if nullspace not in NULLSPACES:
         raise ValueError(f"nullspace must be one of {NULLSPACES}; got {nullspace!r}")
@@ -375,6 +381,7 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
         raise ValueError(f"projection must be one of {PROJECTIONS}; got {projection!r}")
     if projection == "ridge":
         check_real(ridge, "ridge (μ / ‖J̄ v‖² of projection='ridge')", low=0, low_open=True)
+    check_refine(refine, projection)
     outside(torch.as_tensor(mask), band)  # a bad band fails before any model work
     check_finite(x0, "x0")
     for lam in strengths:
@@ -384,11 +391,12 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
     x_t, t_grid = invert(model, x0, t, num_steps=num_steps)  # Step 3.
     say(f"finding the direction at t = {t_grid:.3f}: top-{r} of the masked Jacobian, "
         + (f"top-{r_null} of its complement projected out (steps 4–8)" if projection == "subspace" else
-           f"its complement damped by the ridge c = {ridge:g} (steps 4–8, our option)"))
+           f"its complement damped by the ridge c = {ridge:g} (steps 4–8, our option)")
+        + (f", then {refine} inverse-iteration step(s) (our option)" if refine else ""))
     null_map = sampler_map(model, t_grid, sampler_steps) if nullspace == "sampler" else None
     direction = find_direction(model.pmp(t_grid), x_t, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol,
                                max_iter=max_iter, model=model_name(model), masked_jacobian=masked_jacobian, band=band,
-                               nullspace_map=null_map, projection=projection, ridge=ridge)
+                               nullspace_map=null_map, projection=projection, ridge=ridge, refine=refine)
     direction.t = t_grid
     lams = [0.0, *[float(s) for s in strengths]]
     say(f"direction found in {direction.seconds:.1f} s (σ_k = {direction.sigma:.4f}); sampling the edit (step 9)")

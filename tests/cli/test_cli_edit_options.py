@@ -17,6 +17,8 @@ from lococourse.cli.main import main
     (["--projection", "ridge", "--ridge", "-1"], "--ridge -1.0 is out of range"),
     (["--projection", "ridge", "--ridge", "nan"], "--ridge nan is out of range"),
     (["--ridge", "0.01"], "--ridge 0.01 applies only with --projection ridge"),
+    (["--projection", "ridge", "--refine", "-1"], "--refine -1 is out of range"),
+    (["--refine", "1"], "--refine 1 applies only with --projection ridge"),
 ])
 def test_bad_options_are_refused_before_any_model_work(tmp_path, capsys, extra, phrase):
     out = tmp_path / "e.png"
@@ -45,3 +47,14 @@ def test_ridge_projection_is_used_and_recorded(tmp_path, capsys):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["extra"]["projection"] == "ridge" and meta["extra"]["ridge"] == 0.05 and meta["r_null"] == 0
     assert meta["extra"]["ridge_mu"] > 0 and meta["extra"]["nullspace"] == "sampler:3"
+    assert "refine" not in meta["extra"]
+
+
+def test_refine_is_used_and_recorded(tmp_path, capsys):
+    out = tmp_path / "e.png"
+    rc = main(["edit", "--model", "faces16", "--seed", "3", "--mask", "eyes", "--t", "0.3", "--strength", "1",
+               "--band", "1", "--nullspace", "sampler", "--sampler-steps", "3", "--projection", "ridge", "--refine", "1",
+               "--r", "2", "--max-iter", "3", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["extra"]["refine"] == 1 and meta["extra"]["projection"] == "ridge"

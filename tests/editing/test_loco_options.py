@@ -144,6 +144,43 @@ def test_loco_edit_runs_the_options_end_to_end_and_records_them():
         loco_edit(model, x0, m, 0.5, band=9)
 
 
+def test_loco_edit_refine_is_find_directions_refine_at_its_x_t():
+    """loco_edit(refine=1) returns find_direction's refined direction at the inverted x_t with the same sampler
+    (whose refine is checked against the closed form above), and refuses a bad refine before any model work."""
+    from lococourse.editing.loco import loco_edit, sampler_map
+
+    model = MoLRG.random((1, 8, 8), [3, 5], seed=0)
+    x0 = model.sample(1, torch.Generator().manual_seed(0))[0][0]
+    m = torch.zeros(8, 8, dtype=torch.bool)
+    m[2:5, 1:6] = True
+    kw = dict(r=2, band=1, projection="ridge", max_iter=200, tol=1e-8)
+    res = loco_edit(model, x0, m, 0.5, strengths=[1.0], nullspace="sampler", sampler_steps=4, refine=1, **kw)
+    plain = loco_edit(model, x0, m, 0.5, strengths=[1.0], nullspace="sampler", sampler_steps=4, **kw)
+    ref = find_direction(model.pmp(res.t), res.x_t, m, nullspace_map=sampler_map(model, res.t, 4), refine=1, **kw)
+    assert res.direction.extra["refine"] == 1 and "refine" not in plain.direction.extra
+    cos = float((res.direction.v.reshape(-1) @ ref.v.reshape(-1)).double())
+    assert abs(cos) == pytest.approx(1, abs=1e-6)
+    assert abs(float((plain.direction.v.reshape(-1) @ res.direction.v.reshape(-1)).double())) < 1 - 1e-6
+    calls = []
+
+    class Counting(MoLRG):
+        def pmp(self, t):
+            calls.append(t)
+            return super().pmp(t)
+
+        def eps_model(self):
+            calls.append("eps")
+            return super().eps_model()
+
+    counting = Counting.random((1, 8, 8), [3, 5], seed=0)
+    for bad, phrase in [(-1, "non-negative integer"), (1.5, "non-negative integer"), (True, "non-negative integer")]:
+        with pytest.raises(ValueError, match=phrase):
+            loco_edit(counting, x0, m, 0.5, projection="ridge", refine=bad)
+    with pytest.raises(ValueError, match="needs projection='ridge'"):
+        loco_edit(counting, x0, m, 0.5, refine=1)
+    assert not calls
+
+
 def test_a_power_method_that_stops_early_says_so():
     A = _A(0)
     d = find_direction(LinearMap(A), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=5, r_null=5, tol=1e-14, max_iter=1)
