@@ -45,8 +45,11 @@ Protocol (every number below is measured in this run):
    image + DDIM sampling of one edit, timed one image at a time.
 
 Writes the table (markdown, with settings, thresholds, per-part breakdown) to ``--out`` and the raw
-numbers to the same stem with .json; prints the table.  ``--rescore JSON`` rebuilds every table from
-the factor changes recorded in a saved JSON (no model needed).  ``--workers N`` edits the faces in N processes
+numbers to the same stem with .json; prints the table; an existing output is kept unless ``--overwrite``.
+``--rescore JSON`` rebuilds every table from the factor changes recorded in a saved JSON (no model needed).
+``--merge BASE.json EXTRA.json`` adds the rows of EXTRA (a run of the same protocol with ``--methods``) to BASE's
+table: it refuses unless the two runs' settings, thresholds and λ agree and the rows they share (``loco``, the
+paper's row, the upper bound) have the same records, so the new rows are scored against the same baseline.  ``--workers N`` edits the faces in N processes
 (each with ``--threads`` torch threads and its own copy of the model; the thresholds, λ and the inverted faces are
 computed once and shared): the records are the same as one process's, in the same order.  ``--quick``: 3 faces, 2 transfers, λ = √d/16,
 fewer power iterations (a smoke run; writes loco_table_quick.md).
@@ -591,14 +594,36 @@ def main(argv=None) -> int:
                    help="rows to run besides the paper's and the upper bound (comma-separated, from "
                         "lococourse.eval.METHODS; default all); 'loco' is always run, the paper's row needs its directions")
     p.add_argument("--out", default=None)
+    p.add_argument("--merge", nargs=2, default=None, metavar=("BASE", "EXTRA"),
+                   help="add EXTRA.json's rows (a --methods run of the same protocol) to BASE.json's table; writes --out")
+    p.add_argument("--overwrite", action="store_true", help="replace --out's .md and .json if they exist")
     p.add_argument("--rescore", default=None, metavar="JSON",
                    help="rebuild the tables from a saved results JSON (the recorded factor changes) without recomputing")
     a = p.parse_args(argv)
+    if a.rescore and a.merge:
+        p.error("--rescore and --merge each write a table; give one of them")
+    if a.merge:
+        if not a.out:
+            p.error("--merge needs --out: where the merged table goes (BASE is not overwritten)")
+        missing = [f for f in a.merge if not Path(f).is_file()]
+        if missing:
+            p.error(f"--merge: no such results JSON {missing}")
+        out = Path(a.out)
+        _refuse_existing(p, out, a.overwrite)
+        try:
+            res = merge(*(json.loads(Path(f).read_text()) for f in a.merge))
+        except ValueError as e:
+            p.error(f"--merge {a.merge[0]} {a.merge[1]}: {e}")
+        return _write(res, out)
     if a.rescore:
         src = Path(a.rescore)
-        res = summarize(json.loads(src.read_text()))
+        if not src.is_file():
+            p.error(f"--rescore: no such results JSON {str(src)!r}")
         out = Path(a.out) if a.out else src.with_suffix(".md")
-        return _write(res, out)
+        if out.with_suffix(".json").resolve() == src.resolve():
+            p.error(f"--rescore {src} would overwrite its own input; give --out another name")
+        _refuse_existing(p, out, a.overwrite)
+        return _write(summarize(json.loads(src.read_text())), out)
     if a.strength not in ("target", "sweep"):
         try:
             ok = float(a.strength) > 0 and float(a.strength) < float("inf")
@@ -629,7 +654,73 @@ def main(argv=None) -> int:
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / ("loco_table_quick.md" if a.quick else "loco_table.md")
     if a.images < a.transfers + 1:
         p.error(f"--images ({a.images}) must exceed --transfers ({a.transfers})")
+    _refuse_existing(p, out, a.overwrite)
     return _write(run(a), out)
+
+
+def _refuse_existing(p, out: Path, overwrite: bool) -> None:
+    """Before any work: an earlier table (``out``'s .md or .json) is replaced only when asked."""
+    there = [str(f) for f in (out.with_suffix(".md"), out.with_suffix(".json")) if f.exists()]
+    if there and not overwrite:
+        p.error(f"{there} exist already; give another --out, or --overwrite to replace them")
+
+
+#: What two runs must share for their rows to be merged (--merge): the protocol, the thresholds and the paper's λ.
+MERGE_KEYS = ("model", "size", "t", "images", "sample_steps", "sampler_steps", "transfers_per_direction", "strength_mode",
+              "target_change", "strength_grid", "true_delta", "r", "r_null", "index", "power_method", "thresholds", "strength")
+
+
+def _close(a, b, tol: float) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(a - b) <= tol
+    return a == b
+
+
+def merge(base: dict, extra: dict, tol: float = 2e-4) -> dict:
+    """``base``'s results with the rows of ``extra`` that ``base`` lacks, rescored (:func:`summarize`).
+
+    Both must be runs of one protocol (:data:`MERGE_KEYS` equal, floats within ``tol``), and every row they share must
+    have the same records (factor changes within ``tol``; they are rounded to 1e-4 when saved): then the added rows
+    were computed on the same faces, thresholds and inversions, and differ from a single run only in their timings."""
+    bad = [k for k in MERGE_KEYS if not _close(base.get(k), extra.get(k), tol)]
+    if bad:
+        raise ValueError(f"the two runs differ in {bad}: they are not one protocol, so their rows cannot be merged")
+    new = [r for r in extra["rows"] if r not in base["rows"]]
+    shared = [r for r in extra["rows"] if r in base["rows"]]
+    if not new:
+        raise ValueError(f"the second run adds no row: its rows {extra['rows']} are all in the first")
+
+    def keyed(recs, rows):
+        return {(r["method"], r["image"], r["part"], r["sign"], r.get("edit"), r.get("target")): r["changes"]
+                for r in recs if r["method"] in rows}
+
+    for what in ("records", "transfer_records"):
+        a, b = keyed(base[what], shared), keyed(extra[what], shared)
+        if a.keys() != b.keys():
+            raise ValueError(f"the shared rows {shared} have different {what} in the two runs ({len(a)} against {len(b)})")
+        off = [k for k in a if not _close(a[k], b[k], tol)]
+        if off:
+            raise ValueError(f"the shared rows' {what} differ in {len(off)} of {len(a)} (first: {off[0]}): "
+                             f"not the same faces or inversions")
+    rows = [r for r in base["rows"] if r != UPPER_ROW] + new + ([UPPER_ROW] if UPPER_ROW in base["rows"] else [])
+    order = {r: k for k, r in enumerate(rows)}
+
+    def joined(what):
+        recs = base[what] + [r for r in extra[what] if r["method"] in new]
+        return sorted(recs, key=lambda r: (r["image"], order[r["method"]]))
+
+    out = {k: v for k, v in base.items() if k not in ("table", "sensitivity")}
+    out.update(rows=rows, records=joined("records"), transfer_records=joined("transfer_records"),
+               strengths=sorted(base["strengths"] + [s for s in extra["strengths"] if s["method"] in new],
+                                key=lambda s: (s["image"], order.get(s["method"], -1))),
+               times={**base["times"], **{r: extra["times"][r] for r in new}},
+               merged={"rows": new, "their_run_wall_s": extra.get("wall_s"), "their_workers": extra.get("workers"),
+                       "shared_rows_checked": shared})
+    return summarize(out)
 
 
 def _rounded(x, digits: int = 5):

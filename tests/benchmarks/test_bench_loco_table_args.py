@@ -29,3 +29,85 @@ def test_bad_arguments_fail_before_any_model_work(argv, message, capsys, monkeyp
         bench.main(argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def _saved_run(images: int = 5) -> dict:
+    """The saved t = 0.6 20-face run, cut to its first ``images`` faces (their records and transfers)."""
+    import json
+
+    res = json.loads((RESULTS / "loco_table_t06_20faces.json").read_text())
+    res = {k: v for k, v in res.items() if k not in ("table", "sensitivity")}
+    for what in ("records", "transfer_records", "strengths"):
+        res[what] = [r for r in res[what] if r["image"] < images]
+    return res
+
+
+def _split(res: dict, moved: str) -> tuple[dict, dict]:
+    """One saved run as two: the base without ``moved``, and an extra run of loco, the paper's row, ``moved`` and the bound."""
+    def keep(rows):
+        return {**{k: v for k, v in res.items() if k not in ("table", "sensitivity")}, "rows": rows,
+                "records": [r for r in res["records"] if r["method"] in rows],
+                "transfer_records": [r for r in res["transfer_records"] if r["method"] in rows],
+                "strengths": [s for s in res["strengths"] if s["method"] in rows],
+                "times": {r: res["times"][r] for r in rows}}
+
+    base = keep([r for r in res["rows"] if r != moved])
+    extra = keep([bench.PAPER_ROW, "loco", moved, bench.UPPER_ROW])
+    return base, extra
+
+
+def test_merging_two_parts_of_one_run_gives_that_runs_table():
+    """--merge of a saved 20-face run split in two (oracle: the table summarize computes from the whole run)."""
+    import json
+
+    res = _saved_run()
+    whole = bench.summarize(res)
+    base, extra = _split(res, "loco_band_sampler")
+    merged = bench.merge(base, extra)
+    assert merged["merged"]["rows"] == ["loco_band_sampler"]
+    assert set(merged["table"]) == set(whole["table"])
+    for row, v in whole["table"].items():
+        for key in ("local_success", "transfer_success", "transfer_part_success", "leakage_median"):
+            assert merged["table"][row][key] == pytest.approx(v[key], abs=1e-12), (row, key)
+        for p in v["per_part"]:
+            assert merged["table"][row]["per_part"][p]["local_success"] == pytest.approx(v["per_part"][p]["local_success"])
+    with pytest.raises(ValueError, match="adds no row"):
+        bench.merge(whole, extra)
+    other = json.loads(json.dumps(extra))
+    other["thresholds"]["eye_size"] += 0.01
+    with pytest.raises(ValueError, match=r"differ in \['thresholds'\]"):
+        bench.merge(base, other)
+    other = json.loads(json.dumps(extra))
+    next(r for r in other["records"] if r["method"] == "loco")["changes"][0] += 0.01
+    with pytest.raises(ValueError, match="records differ in 1 of"):
+        bench.merge(base, other)
+
+
+def test_outputs_are_not_overwritten_unasked(tmp_path, capsys, monkeypatch):
+    import json
+
+    base, extra = _split(_saved_run(), "loco_band")
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "extra.json").write_text(json.dumps(extra))
+    monkeypatch.setattr(bench, "load_model", lambda *a, **k: pytest.fail("no model is needed"))
+    out = tmp_path / "merged.md"
+    assert bench.main(["--merge", str(tmp_path / "base.json"), str(tmp_path / "extra.json"), "--out", str(out)]) == 0
+    first = out.with_suffix(".json").read_text()
+    for argv, message in [
+        (["--merge", str(tmp_path / "base.json"), str(tmp_path / "extra.json"), "--out", str(out)], "exist already"),
+        (["--rescore", str(tmp_path / "base.json")], "would overwrite its own input"),
+        (["--rescore", str(out.with_suffix(".json")), "--out", str(out)], "would overwrite its own input"),
+        (["--rescore", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.md")], "no such results JSON"),
+        (["--merge", str(tmp_path / "base.json"), str(tmp_path / "base.json"), "--out", str(tmp_path / "y.md")], "adds no row"),
+        (["--out", str(out)], "exist already"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            bench.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv
+    assert out.with_suffix(".json").read_text() == first and not (tmp_path / "x.md").exists()
+    assert bench.main(["--rescore", str(out.with_suffix(".json")), "--out", str(tmp_path / "again.md")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["table"] == json.loads(first)["table"]
