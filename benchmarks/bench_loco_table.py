@@ -486,6 +486,11 @@ def markdown(res: dict) -> str:
                 "with find_direction's default stopping (when the direction itself has settled, DIRECTION_TOL)")
     n_edit = next(iter(res["table"].values()))["n_edits"]
     n_tr = next(iter(res["table"].values()))["n_transfers"]
+    mg = res.get("merged")
+    merged_text = "" if not mg else (
+        f"\nRows {', '.join(LABELS.get(m, m) for m in mg['rows'])} come from a separate run of the same protocol "
+        f"({(mg.get('their_run_wall_s') or 0) / 60:.1f} min, {mg.get('their_workers')} process(es)), added by "
+        f"`--merge` after checking that its rows {', '.join(mg['shared_rows_checked'])} have the same records as this run's.")
     return f"""# LOCO Edit on procedural faces: Table 1, measured
 
 Model `{res['model']}` ({res['size']}×{res['size']}), edit time t = {res['t']:.3f} (DDIM grid), {lam_text},
@@ -494,7 +499,7 @@ each direction to {res['transfers_per_direction']} other faces at ±λ), k = 0, 
 (LOCO), power method {tol_text} / ≤ {res['power_method']['max_iter']} iterations;
 the sampler-nullspace methods linearise a {res.get('sampler_steps') or SAMPLER_STEPS}-step DDIM sampler from t;
 step 9 (and the λ = 0 reference) sampled with {('the paper' + chr(39) + 's 100-step DDIM grid') if not res.get('sample_steps') else str(res['sample_steps']) + ' DDIM steps from t (levels of the paper' + chr(39) + 's grid)'}.
-Wall time {res['wall_s'] / 60:.1f} min: {res.get('workers', 1)} process(es) × {res['threads']} CPU thread(s) (shared machine).
+Wall time {res['wall_s'] / 60:.1f} min: {res.get('workers', 1)} process(es) × {res['threads']} CPU thread(s) (shared machine).{merged_text}
 Produced by `python benchmarks/bench_loco_table.py` (protocol in its docstring).
 
 {head}
@@ -609,6 +614,8 @@ def main(argv=None) -> int:
         if missing:
             p.error(f"--merge: no such results JSON {missing}")
         out = Path(a.out)
+        if any(out.with_suffix(".json").resolve() == Path(f).resolve() for f in a.merge):
+            p.error(f"--merge would overwrite its input {out.with_suffix('.json')}; give --out another name")
         _refuse_existing(p, out, a.overwrite)
         try:
             res = merge(*(json.loads(Path(f).read_text()) for f in a.merge))

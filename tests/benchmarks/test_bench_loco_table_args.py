@@ -103,6 +103,8 @@ def test_outputs_are_not_overwritten_unasked(tmp_path, capsys, monkeypatch):
         (["--rescore", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.md")], "no such results JSON"),
         (["--merge", str(tmp_path / "base.json"), str(tmp_path / "base.json"), "--out", str(tmp_path / "y.md")], "adds no row"),
         (["--out", str(out)], "exist already"),
+        (["--merge", str(tmp_path / "base.json"), str(tmp_path / "extra.json"), "--out", str(tmp_path / "base.md"),
+          "--overwrite"], "would overwrite its input"),
     ]:
         with pytest.raises(SystemExit) as e:
             bench.main(argv)
