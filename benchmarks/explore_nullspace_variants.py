@@ -153,24 +153,25 @@ def ridge_directions(model, faces, i: int, cs: list[float], sources=("raw", "pro
     return dirs
 
 
-def spare_directions(model, faces, i: int, parts) -> dict:
+def spare_directions(model, faces, i: int, parts, method: str = "loco_band_sampler_ridge") -> dict:
     """band + sampler + ridge (the table's best, ``loco_band_sampler_ridge``) beside the same with the band sparing
     the regions of Ω^c it would mostly remove (``find_direction(band_spare=True)``: the eyes and the mouth inside the
     face's mask), both from one linearisation of the PMP and one of the sampler."""
-    fd = face_directions(model, faces, i, methods=["loco_band_sampler_ridge"], parts=parts, tol=None)
+    fd = face_directions(model, faces, i, methods=[method], parts=parts, tol=None)
     views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
     sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
     dirs = {}
     for (_, p), d in fd.directions.items():
-        dirs[("band_sampler_ridge", p)] = d
-        opts = {**METHOD_OPTIONS["loco_band_sampler_ridge"], "band_spare": True}
+        dirs[(method, p)] = d
+        opts = {**METHOD_OPTIONS[method], "band_spare": True}
         opts.pop("nullspace")
-        dirs[("spare_sampler_ridge", p)] = find_direction(views, None, faces.masks[p][i], r=5, seed=0, tol=None,
+        dirs[(f"{method}+spare", p)] = find_direction(views, None, faces.masks[p][i], r=5, seed=0, tol=None,
                                                           max_iter=30, nullspace_map=sampler, **opts)
     return dirs
 
 
-def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject: bool = True) -> dict:
+def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject: bool = True,
+                   method: str = "loco_band_sampler_ridge") -> dict:
     """Transfer of band + sampler + ridge (the table's best) from face ``i`` to the next ``transfers`` faces at the
     source's ±λ (λ by target on the source): the direction unchanged (the table's transfer), and re-projected on the
     target — v' = ridge_project(P_(Ω^c less 2 px) J_sampler(x_t'), v), the same soft step 7 through the *target's*
@@ -178,12 +179,12 @@ def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject
     (``reproject``); and the direction unchanged at a λ chosen again by target on the target face (``retarget_lambda``).
     Returns variant → list of (local success of the source edit, strict transfer success, main-factor transfer)."""
     n = len(faces)
-    fd = face_directions(model, faces, i, methods=["loco_band_sampler_ridge"], tol=None)
+    fd = face_directions(model, faces, i, methods=[method], tol=None)
     chosen = target_strengths(model, faces, i, fd.directions, grid)
-    c = METHOD_OPTIONS["loco_band_sampler_ridge"].get("ridge", RIDGE_C)
+    c = METHOD_OPTIONS[method].get("ridge", RIDGE_C)
     xs, meta = [], []
     for (_, p), d in fd.directions.items():
-        lam = chosen[("loco_band_sampler_ridge", p)].strength
+        lam = chosen[(method, p)].strength
         for sgn in (-1, 1):
             xs.append(faces.x_t[i] + sgn * lam * d.v)
             meta.append(("source", p, sgn, i))
@@ -191,7 +192,7 @@ def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject
         tg = (i + j) % n
         sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[tg]) if reproject else None
         for (_, p), d in fd.directions.items():
-            lam = chosen[("loco_band_sampler_ridge", p)].strength
+            lam = chosen[(method, p)].strength
             vs = {"unchanged": d.v}
             for name, mask in () if not reproject else (("reproject_source_mask", faces.masks[p][i]), ("reproject_target_mask", faces.masks[p][tg])):
                 if not mask.any() or mask.all():
@@ -293,6 +294,8 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
     ap.add_argument("--parts", default=",".join(PARTS), help="spare: comma-separated parts to edit")
     ap.add_argument("--bands", default="1,2,3", help="band: comma-separated guard bands (px)")
+    ap.add_argument("--method", default="loco_band_sampler_ridge",
+                    help="spare, transfer, retarget: the table's method they start from (a METHODS row)")
     a = ap.parse_args(argv)
     parts = a.parts.split(",")
     if any(p not in PARTS for p in parts):
@@ -316,6 +319,8 @@ def main(argv=None) -> int:
     targets = [float(x) for x in a.targets.split(",")]
     if any(not x > 0 for x in targets):
         ap.error(f"--targets must list positive changes; got {a.targets!r}")
+    if a.method not in METHOD_OPTIONS:
+        ap.error(f"--method must be one of {list(METHOD_OPTIONS)}; got {a.method!r}")
     torch.set_num_threads(1)
     model = load_model("faces32")
     faces = prepare_faces(model, list(range(a.first, a.first + a.images)), a.t, sample_steps=12)
@@ -326,7 +331,8 @@ def main(argv=None) -> int:
     if a.variant in ("transfer", "retarget"):
         tr: dict = {}
         for i in range(len(faces)):
-            for name, rows in transfer_study(model, faces, i, th, grid, reproject=a.variant == "transfer").items():
+            for name, rows in transfer_study(model, faces, i, th, grid, reproject=a.variant == "transfer",
+                                                 method=a.method).items():
                 tr.setdefault(name, []).extend(rows)
             print(f"face {i} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         for name, rows in tr.items():
@@ -354,7 +360,7 @@ def main(argv=None) -> int:
             elif a.variant == "band":
                 dirs = band_directions(model, faces, i, bands)
             elif a.variant == "spare":
-                dirs = spare_directions(model, faces, i, parts)
+                dirs = spare_directions(model, faces, i, parts, a.method)
             elif a.variant == "steps":
                 dirs = steps_directions(model, faces, i, steps)
             else:
