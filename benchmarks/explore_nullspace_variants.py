@@ -57,7 +57,11 @@ source's λ the second projection removes most of the edit on the target.
 ``band --bands 1,2,3`` (2026-12-03, faces 0–5, t = 0.6): 0.62 / 0.67 / 0.65 (face 0.50 / 0.67 / 0.58, the other parts
 equal within one edit), so the 2 px band (BAND_PX) stays.  ``geig`` (same faces): band + sampler + ridge 0.67,
 sampler_v_ridge 0.67, geig1 0.73 and geig2 0.73 (mouth 0.83, background 0.25, face 0.58) — now
-``find_direction(projection="ridge", refine=1)``; not yet a table row (its 20-face tables were not run).
+``find_direction(projection="ridge", refine=1)``, the table's ``loco_band_sampler_ridge_refine`` row (20 faces:
+0.71 / 0.57 local at t = 0.6 / 0.4, against 0.68 / 0.56 without the refine step).
+``spare --images 20 --parts face --method loco_band_sampler_ridge_refine`` (2026-12-03): the refine row's face 0.53 /
+0.20 at t = 0.6 / 0.4, with the band sparing the eyes and the mouth 0.40 / 0.40 — better at 0.4, worse at 0.6, each
+on 40 edits (a standard error of about 0.08), so ``band_spare`` stays off.
 """
 from __future__ import annotations
 
