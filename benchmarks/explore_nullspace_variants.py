@@ -228,21 +228,22 @@ def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject
     return res
 
 
-def band_directions(model, faces, i: int, bands: list[int]) -> dict:
-    """band + sampler + ridge (the table's best) with guard bands of other widths than BAND_PX, all from one
+def band_directions(model, faces, i: int, bands: list[int], method: str = "loco_band_sampler_ridge",
+                    parts=PARTS) -> dict:
+    """``method`` (default band + sampler + ridge) with guard bands of other widths than BAND_PX, all from one
     linearisation of the PMP and one of the sampler (find_direction's ``band``)."""
     views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
     sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
-    opts = dict(METHOD_OPTIONS["loco_band_sampler_ridge"])
+    opts = dict(METHOD_OPTIONS[method])
     opts.pop("nullspace")
-    opts.pop("band")
+    opts.pop("band", None)
     dirs = {}
-    for p in PARTS:
+    for p in parts:
         mask = faces.masks[p][i]
         if not mask.any() or mask.all():
             continue
         for b in bands:
-            dirs[(f"band{b}_sampler_ridge", p)] = find_direction(views, None, mask, r=5, seed=0, tol=None, max_iter=30,
+            dirs[(f"{method} band {b}", p)] = find_direction(views, None, mask, r=5, seed=0, tol=None, max_iter=30,
                                                                  nullspace_map=sampler, band=b, **opts)
     return dirs
 
@@ -296,10 +297,10 @@ def main(argv=None) -> int:
                     "band + sampler's v (proj)")
     ap.add_argument("--ridge-c", default="1,0.1", help="ridge: comma-separated μ / ‖A v̂‖²")
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
-    ap.add_argument("--parts", default=",".join(PARTS), help="spare: comma-separated parts to edit")
+    ap.add_argument("--parts", default=",".join(PARTS), help="spare, band: comma-separated parts to edit")
     ap.add_argument("--bands", default="1,2,3", help="band: comma-separated guard bands (px)")
     ap.add_argument("--method", default="loco_band_sampler_ridge",
-                    help="spare, transfer, retarget: the table's method they start from (a METHODS row)")
+                    help="spare, band, transfer, retarget: the table's method they start from (a METHODS row)")
     a = ap.parse_args(argv)
     parts = a.parts.split(",")
     if any(p not in PARTS for p in parts):
@@ -362,7 +363,7 @@ def main(argv=None) -> int:
             elif a.variant == "geig":
                 dirs = geig_directions(model, faces, i)
             elif a.variant == "band":
-                dirs = band_directions(model, faces, i, bands)
+                dirs = band_directions(model, faces, i, bands, a.method, parts)
             elif a.variant == "spare":
                 dirs = spare_directions(model, faces, i, parts, a.method)
             elif a.variant == "steps":
