@@ -62,6 +62,9 @@ sampler_v_ridge 0.67, geig1 0.73 and geig2 0.73 (mouth 0.83, background 0.25, fa
 ``spare --images 20 --parts face --method loco_band_sampler_ridge_refine`` (2026-12-03): the refine row's face 0.53 /
 0.20 at t = 0.6 / 0.4, with the band sparing the eyes and the mouth 0.40 / 0.40 — better at 0.4, worse at 0.6, each
 on 40 edits (a standard error of about 0.08), so ``band_spare`` stays off.
+``band --images 20 --parts background,face --bands 0,2 --method loco_band_sampler_ridge_refine``: no band at all
+scored background 0.30 / 0.17 and face 0.40 / 0.33 at t = 0.6 / 0.4, against 0.35 / 0.20 and 0.53 / 0.20 with 2 px —
+the background's leak into the head's geometry is not the band's doing.
 """
 from __future__ import annotations
 
