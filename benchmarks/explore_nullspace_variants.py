@@ -65,6 +65,9 @@ on 40 edits (a standard error of about 0.08), so ``band_spare`` stays off.
 ``band --images 20 --parts background,face --bands 0,2 --method loco_band_sampler_ridge_refine``: no band at all
 scored background 0.30 / 0.17 and face 0.40 / 0.33 at t = 0.6 / 0.4, against 0.35 / 0.20 and 0.53 / 0.20 with 2 px —
 the background's leak into the head's geometry is not the band's doing.
+``retarget --images 6 --method loco_band_sampler_ridge_refine`` (t = 0.6, 120 transfers): the direction unchanged at
+the source's λ, strict 0.30 / main factor 0.72 (0.41 strict from local source edits); at a λ chosen again by target on
+the target face 0.26 / 0.72 (0.35) — the transfer's extra factors are not a matter of strength on the target.
 """
 from __future__ import annotations
 
