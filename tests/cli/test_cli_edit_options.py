@@ -38,23 +38,23 @@ def test_band_and_sampler_nullspace_are_used_and_recorded(tmp_path, capsys):
     assert out.exists() and out.with_suffix(".safetensors").exists()
 
 
-def test_ridge_projection_is_used_and_recorded(tmp_path, capsys):
+def _sampler_ridge_edit(tmp_path, capsys, *extra) -> dict:
+    """A faces16 eyes edit with --band 1 --nullspace sampler --projection ridge and ``extra``; its saved metadata."""
     out = tmp_path / "e.png"
     rc = main(["edit", "--model", "faces16", "--seed", "3", "--mask", "eyes", "--t", "0.3", "--strength", "1",
-               "--band", "1", "--nullspace", "sampler", "--sampler-steps", "3", "--projection", "ridge", "--ridge", "0.05",
+               "--band", "1", "--nullspace", "sampler", "--sampler-steps", "3", "--projection", "ridge", *extra,
                "--r", "2", "--max-iter", "3", "--out", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
-    meta = json.loads(out.with_suffix(".json").read_text())
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def test_ridge_projection_is_used_and_recorded(tmp_path, capsys):
+    meta = _sampler_ridge_edit(tmp_path, capsys, "--ridge", "0.05")
     assert meta["extra"]["projection"] == "ridge" and meta["extra"]["ridge"] == 0.05 and meta["r_null"] == 0
     assert meta["extra"]["ridge_mu"] > 0 and meta["extra"]["nullspace"] == "sampler:3"
     assert "refine" not in meta["extra"]
 
 
 def test_refine_is_used_and_recorded(tmp_path, capsys):
-    out = tmp_path / "e.png"
-    rc = main(["edit", "--model", "faces16", "--seed", "3", "--mask", "eyes", "--t", "0.3", "--strength", "1",
-               "--band", "1", "--nullspace", "sampler", "--sampler-steps", "3", "--projection", "ridge", "--refine", "1",
-               "--r", "2", "--max-iter", "3", "--out", str(out), "--quiet"])
-    assert rc == 0, capsys.readouterr().err
-    meta = json.loads(out.with_suffix(".json").read_text())
+    meta = _sampler_ridge_edit(tmp_path, capsys, "--refine", "1")
     assert meta["extra"]["refine"] == 1 and meta["extra"]["projection"] == "ridge"
