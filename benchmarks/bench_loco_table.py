@@ -49,8 +49,8 @@ numbers to the same stem with .json; prints the table; an existing output is kep
 ``--rescore JSON`` rebuilds every table from the factor changes recorded in a saved JSON (no model needed).
 ``--merge BASE.json EXTRA.json`` adds the rows of EXTRA (a run of the same protocol with ``--methods``) to BASE's
 table: it refuses unless the two runs' settings, thresholds and λ agree and the rows they share (``loco``, the
-paper's row, the upper bound) have the same records, so the new rows are scored against the same baseline.  ``--workers N`` edits the faces in N processes
-(each with ``--threads`` torch threads and its own copy of the model; the thresholds, λ and the inverted faces are
+paper's row, the upper bound) have the same records, so the new rows are scored against the same baseline.
+``--workers N`` edits the faces in N processes (each with ``--threads`` torch threads and its own copy of the model; the thresholds, λ and the inverted faces are
 computed once and shared): the records are the same as one process's, in the same order.  ``--quick``: 3 faces, 2 transfers, λ = √d/16,
 fewer power iterations (a smoke run; writes loco_table_quick.md).
 """
