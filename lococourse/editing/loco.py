@@ -20,11 +20,11 @@ from lococourse.core.schedule import check_t
 from lococourse.editing.direction import Direction, model_name
 from lococourse.jacobian.operator import check_mask
 from lococourse.jacobian.power import TopSVD, power_method
-from lococourse.jacobian.subspace import project_out, ridge_project
+from lococourse.jacobian.subspace import project_out, ridge_project_rows
 from lococourse.jacobian.views import JacobianViews
 from lococourse.models.ddim import ddim_grid, ddim_invert, ddim_map, ddim_sample
 
-__all__ = ["find_direction", "complement_basis", "linearize", "invert", "apply_directions", "loco_edit", "transfer",
+__all__ = ["find_direction", "find_directions", "complement_basis", "linearize", "invert", "apply_directions", "loco_edit", "transfer",
            "EditResult"]
 
 JACOBIANS = ("pmp", "eps")
@@ -219,8 +219,41 @@ def find_direction(
     benchmarks/bench_direction_speed.py measures what it costs and how close the edit stays to the converged one.
 
     ``Direction.seconds`` is what this direction costs on its own: the linearisation plus the power methods it
-    used, whether or not they were shared with an earlier call.
+    used, whether or not they were shared with an earlier call.  :func:`find_directions` is the same for several
+    masks at one x_t (this is its one-mask case).
     """
+    return find_directions(f, x_t, [mask], index=index, r=r, r_null=r_null, seed=seed, tol=tol, max_iter=max_iter,
+                           model=model, jacobian=jacobian, masked_jacobian=masked_jacobian, select=select,
+                           alpha_bar=alpha_bar, chunk=chunk, forward_mode=forward_mode, band=band, band_spare=band_spare,
+                           nullspace_map=nullspace_map, projection=projection, ridge=ridge, refine=refine,
+                           stop_on=stop_on, extras=[extra])[0]
+
+
+def find_directions(
+    f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None, masks: Sequence[torch.Tensor], *, index: int = 0,
+    r: int = 5, r_null: int = 5, seed: int = 0, tol: float | None = None, max_iter: int = 50, model: str = "",
+    jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
+    chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, band_spare: bool = False,
+    nullspace_map: PMP | None = None,
+    projection: str = "subspace", ridge: float = RIDGE_C, refine: int = 0, stop_on: str = "direction",
+    extras: Sequence[dict | None] | None = None,
+) -> list[Direction]:
+    """Steps 4–8 of Algorithm 1 (:func:`find_direction`, every option the same) for P masks Ω_1…Ω_P at one x_t —
+    the parts of one image — returning one Direction per mask, in order: the one implementation of those steps.
+
+    Steps 4 and 5 run per mask (memoised on the linearisation, as for one mask).  ``projection="ridge"`` and
+    ``refine`` batch across the masks: the P ridge solves are one conjugate-gradient run in lockstep
+    (:func:`~lococourse.jacobian.ridge_project_rows` on :meth:`~lococourse.jacobian.JacobianViews.rows`: every
+    iteration is one J̄·U and one J̄ᵀ·W of P vectors), and each row gets what its own solve would.  A ridge solve is
+    also memoised on the linearisation (the refine step starts from the same solve as the plain ridge).  A
+    direction's ``seconds`` counts its 1/P share of a batched solve.  ``extras``: one ``extra`` dict per mask.
+    """
+    masks = list(masks)
+    if not masks:
+        raise ValueError("masks must hold at least one mask Ω")
+    extras = [None] * len(masks) if extras is None else list(extras)
+    if len(extras) != len(masks):
+        raise ValueError(f"extras must hold one dict per mask: {len(masks)} masks, {len(extras)} extras")
     if jacobian not in JACOBIANS:
         raise ValueError(f"jacobian must be one of {JACOBIANS}; got {jacobian!r}")
     if select not in SELECT:
@@ -235,26 +268,21 @@ def find_direction(
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"r must be a positive integer; got {r!r}")
     check_index(index, "index k", r, what="r")
+    if stop_on not in ("direction", "subspace"):
+        raise ValueError(f"stop_on must be 'direction' or 'subspace'; got {stop_on!r}")
     views = linearize(f, x_t, alpha_bar=alpha_bar, chunk=chunk, forward_mode=forward_mode)
     base = views.base
     check_index(r, "r", min(base.d_in, base.d_out) + 1, low=1, what="d + 1")
     check_index(r_null, "r' (r_null)", base.d_in, what="d")
     if jacobian == "eps" and views.alpha_bar is None:
         views.alpha_bar = alpha_bar
-    mask_full = check_mask(torch.as_tensor(mask).cpu(), base.shape_out)
+    fulls = [check_mask(torch.as_tensor(mask).cpu(), base.shape_out) for mask in masks]
+    for mask_full in fulls:
+        outside(mask_full, band, band_spare)  # refuse a bad band, or one that leaves no complement, even for r' = 0
     eps = jacobian == "eps"
-    if stop_on not in ("direction", "subspace"):
-        raise ValueError(f"stop_on must be 'direction' or 'subspace'; got {stop_on!r}")
     if tol is None:
         tol = DIRECTION_TOL if stop_on == "direction" else 1e-4
     by_vector = stop_on == "direction" and select == "index"
-    # Step 4.
-    top, s_top = _top(views, mask_full if masked_jacobian else None, eps, r, seed, tol, max_iter,
-                      monitor=(lambda V: V[:, index]) if by_vector else None, monitor_key=("v_k", index) if by_vector else None)
-    # Step 6.
-    k = index if select == "index" else _most_inside(top, mask_full)
-    v = top.V[:, k]
-    # Steps 5 and 7.
     soft = projection == "ridge"
     null_views, s_lin = views, 0.0
     if nullspace_map is not None and (r_null > 0 or soft):
@@ -263,43 +291,80 @@ def find_direction(
         if tuple(null_views.base.shape_out) != tuple(base.shape_out):
             raise ValueError(f"nullspace_map's output shape {null_views.base.shape_out} differs from the PMP's "
                              f"{base.shape_out}; the mask Ω must apply to both")
-    outside(mask_full, band, band_spare)  # refuse a bad band, or one that leaves no complement, even for r' = 0
-    null, soft_info = None, None
-    if soft:  # our option: v_p = argmin ‖J̄u‖² + μ‖u − v‖² (no top-r' SVD)
-        t0 = time.perf_counter()
-        eps_null = eps and nullspace_map is None
-        A = null_views.view(outside(mask_full, band, band_spare), eps=eps_null)
-        v, soft_info = ridge_project(A, v, float(ridge))
+    eps_null = eps and nullspace_map is None
+    tops, ks, vs, nulls, s_tops, s_nulls = [], [], [], [], [], []
+    for mask_full in fulls:
+        # Step 4.
+        top, s_top = _top(views, mask_full if masked_jacobian else None, eps, r, seed, tol, max_iter,
+                          monitor=(lambda V: V[:, index]) if by_vector else None,
+                          monitor_key=("v_k", index) if by_vector else None)
+        # Step 6.
+        k = index if select == "index" else _most_inside(top, mask_full)
+        tops.append(top), ks.append(k), s_tops.append(s_top)
+        v = top.V[:, k]
+        if soft:
+            vs.append(v)
+            continue
+        # Steps 5 and 7.
+        null, s_null = complement_basis(null_views, mask_full, r_null, band=band, spare=band_spare, seed=seed, tol=tol,
+                                        max_iter=max_iter, eps=eps_null, v=v if stop_on == "direction" else None)
+        vs.append(project_out(v, None if null is None else null.V))
+        nulls.append(null), s_nulls.append(s_null)
+    soft_infos = [None] * len(fulls)
+    if soft:  # our option, steps 5 and 7 as v_p = argmin ‖J̄u‖² + μ‖u − v‖² (no top-r' SVD), batched over the masks
+        outs = [outside(mk, band, band_spare) for mk in fulls]
+        solved = _ridge_rows(null_views, outs, vs, float(ridge), eps_null)
+        vs, soft_infos, s_nulls = [v for v, _, _ in solved], [i for _, i, _ in solved], [s for _, _, s in solved]
+        nulls = [None] * len(fulls)
         if refine:  # our option: inverse iteration for max ‖J̃_g u‖² / (‖J̄u‖² + μ‖u‖²), from the ridge's v_p
-            A_in = null_views.view(mask_full, eps=eps_null)
+            t0 = time.perf_counter()
+            A_in, A = null_views.rows(fulls, eps=eps_null), null_views.rows(outs, eps=eps_null)
+            V = torch.stack(vs).reshape(len(fulls), *base.shape_in)
             for _ in range(refine):
-                w = A_in.rmv(A_in.mv(v.reshape(1, *base.shape_in))).reshape(-1)  # J̃_gᵀ J̃_g u, (d,)
-                v, soft_info = ridge_project(A, w, float(ridge))
-        s_null = time.perf_counter() - t0
-    else:
-        null, s_null = complement_basis(null_views, mask_full, r_null, band=band, spare=band_spare, seed=seed, tol=tol, max_iter=max_iter,
-                                        eps=eps and nullspace_map is None, v=v if stop_on == "direction" else None)
-        v = project_out(v, None if null is None else null.V)
-    # Step 8.
-    n = torch.linalg.norm(v)
-    if not n > 0:
-        raise ValueError("the projected direction is zero: v lies in span(V̄); use a smaller r' or another index")
-    v = (v / n).reshape(base.shape_in)
+                W = A_in.rmv(A_in.mv(V))  # J̃_gᵀ J̃_g u per mask, (P, *S_in)
+                V, soft_infos = ridge_project_rows(A, W, float(ridge))
+            vs = list(V.reshape(len(fulls), -1))
+            share = (time.perf_counter() - t0) / len(fulls)
+            s_nulls = [s + share for s in s_nulls]
     t = getattr(views, "t", None)
-    # a power method that stopped at max_iter without meeting its tolerance says so here (and in the saved Direction)
-    info = {"converged": bool(top.converged) and (null is None or bool(null.converged))
-            and (soft_info is None or bool(soft_info["converged"])), "stop_on": stop_on,
-            "n_iter": int(top.n_iter),
-            "n_iter_null": int(soft_info["n_iter"]) if soft else (0 if null is None else int(null.n_iter)), "band": band,
-            **({"band_spare": True} if band_spare else {}),
-            "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"),
-            "projection": projection, **({"ridge": float(ridge), "ridge_mu": soft_info["mu"]} if soft else {}),
-            **({"refine": refine} if refine else {}),
-            **(extra or {})}
-    seconds = views.seconds + s_top + s_lin + s_null
-    return Direction(v.detach(), float("nan") if t is None else float(t), torch.as_tensor(mask).cpu().clone(), k, r,
-                     0 if soft else r_null, float(top.S[k]), model, seed, jacobian, seconds, info)
+    out = []
+    for mask, top, k, v, null, soft_info, s_top, s_null, extra in zip(masks, tops, ks, vs, nulls, soft_infos, s_tops,
+                                                                       s_nulls, extras):
+        # Step 8.
+        n = torch.linalg.norm(v)
+        if not n > 0:
+            raise ValueError("the projected direction is zero: v lies in span(V̄); use a smaller r' or another index")
+        v = (v / n).reshape(base.shape_in)
+        # a power method that stopped at max_iter without meeting its tolerance says so here (and in the saved Direction)
+        info = {"converged": bool(top.converged) and (null is None or bool(null.converged))
+                and (soft_info is None or bool(soft_info["converged"])), "stop_on": stop_on,
+                "n_iter": int(top.n_iter),
+                "n_iter_null": int(soft_info["n_iter"]) if soft else (0 if null is None else int(null.n_iter)), "band": band,
+                **({"band_spare": True} if band_spare else {}),
+                "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"),
+                "projection": projection, **({"ridge": float(ridge), "ridge_mu": soft_info["mu"]} if soft else {}),
+                **({"refine": refine} if refine else {}),
+                **(extra or {})}
+        seconds = views.seconds + s_top + s_lin + s_null
+        out.append(Direction(v.detach(), float("nan") if t is None else float(t), torch.as_tensor(mask).cpu().clone(), k,
+                             r, 0 if soft else r_null, float(top.S[k]), model, seed, jacobian, seconds, info))
+    return out
 
+
+def _ridge_rows(views: JacobianViews, outs: list, vs: list, c: float, eps: bool) -> list:
+    """The ridge solves v_p = argmin ‖P_out J u‖² + μ‖u − v‖² for each (complement ``out``, v), batched over the ones
+    not yet memoised on the linearisation; [(v_p flat, info, seconds: its share of the batch)] in order."""
+    keys = [("ridge", hash(o.numpy().tobytes()), hash(v.detach().numpy().tobytes()), c, eps) for o, v in zip(outs, vs)]
+    todo = [j for j, key in enumerate(keys) if key not in views.cache]
+    todo = [j for n, j in enumerate(todo) if keys[j] not in [keys[i] for i in todo[:n]]]  # one solve per distinct key
+    if todo:
+        t0 = time.perf_counter()
+        A = views.rows([outs[j] for j in todo], eps=eps)
+        V, infos = ridge_project_rows(A, torch.stack([vs[j].reshape(-1) for j in todo]), c)
+        share = (time.perf_counter() - t0) / len(todo)
+        for n, j in enumerate(todo):
+            views.cache[keys[j]] = (V[n], infos[n], share)
+    return [views.cache[key] for key in keys]
 
 def _most_inside(top: TopSVD, mask_full: torch.Tensor) -> int:
     """The k whose u_k has the largest fraction of its energy inside Ω (the unmasked ablations' reading of a part)."""

@@ -44,7 +44,7 @@ import torch
 
 from lococourse.core.checks import check_strength
 from lococourse.data.faces import FACTOR_NAMES, PARTS, render_faces, sample_faces
-from lococourse.editing.loco import SAMPLER_STEPS, find_direction, invert, linearize, sampler_map
+from lococourse.editing.loco import SAMPLER_STEPS, find_directions, invert, linearize, sampler_map
 from lococourse.editing.metrics import leakage, psnr_outside, ssim_outside
 from lococourse.editing.strength import StrengthChoice, strength_for_target
 from lococourse.eval.decisions import Thresholds, changed, local_edit_success, thresholds_for
@@ -203,18 +203,22 @@ def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = t
         sampler = linearize(sampler_map(model, faces.t, sampler_steps), faces.x_t[i])
         sampler.label = f"sampler:{sampler_steps}"
     out, power_s, skipped = {}, {}, []
+    used = []
     for part in parts:
         mask = faces.masks[part][i]
         if not mask.any() or mask.all():
             skipped.append(part)
-            continue
-        for method in methods:
-            opts = {"index": index, "r_null": r_null, **METHOD_OPTIONS[method]}
-            if opts.pop("nullspace", "pmp") == "sampler":
-                opts["nullspace_map"] = sampler
-            d = find_direction(views, None, mask, r=r, seed=seed, tol=tol, max_iter=max_iter, model=name,
-                               extra={"method": method, "part": part, "masked": opts.get("masked_jacobian", True),
-                                      "image_seed": faces.seeds[i], "linearize_s": round(views.seconds, 4)}, **opts)
+        else:
+            used.append(part)
+    for method in methods if used else ():  # one find_directions call per method: its ridge solves batch over the parts
+        opts = {"index": index, "r_null": r_null, **METHOD_OPTIONS[method]}
+        if opts.pop("nullspace", "pmp") == "sampler":
+            opts["nullspace_map"] = sampler
+        extras = [{"method": method, "part": part, "masked": opts.get("masked_jacobian", True),
+                   "image_seed": faces.seeds[i], "linearize_s": round(views.seconds, 4)} for part in used]
+        found = find_directions(views, None, [faces.masks[part][i] for part in used], r=r, seed=seed, tol=tol,
+                                max_iter=max_iter, model=name, extras=extras, **opts)
+        for part, d in zip(used, found):
             d.t = faces.t
             out[(method, part)] = d
             power_s[(method, part)] = d.seconds - views.seconds

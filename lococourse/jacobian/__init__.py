@@ -17,10 +17,11 @@ from lococourse.jacobian.subspace import (
     project_out,
     rank_ratio,
     ridge_project,
+    ridge_project_rows,
     subspace_distance,
     symmetry,
 )
-from lococourse.jacobian.views import JacobianViews, OperatorView, pooled
+from lococourse.jacobian.views import JacobianViews, OperatorView, RowMaskedView, pooled
 
 __all__ = [
     "MAX_DENSE_ENTRIES",
@@ -33,9 +34,11 @@ __all__ = [
     "masked",
     "JacobianViews",
     "OperatorView",
+    "RowMaskedView",
     "pooled",
     "project_out",
     "ridge_project",
+    "ridge_project_rows",
     "subspace_distance",
     "alignment",
     "symmetry",

@@ -21,7 +21,7 @@ from lococourse.core.checks import check_positive_int
 from lococourse.core.interfaces import PMP, LinearOperator
 from lococourse.jacobian.operator import JacobianOperator, check_mask
 
-__all__ = ["OperatorView", "JacobianViews", "pooled"]
+__all__ = ["OperatorView", "RowMaskedView", "JacobianViews", "pooled"]
 
 
 class OperatorView:
@@ -55,6 +55,35 @@ class OperatorView:
         return out
 
 
+class RowMaskedView(OperatorView):
+    """P masked views of one base operator at once, row i of a batch through mask i: (P_{mask_i} J)_{i=1…P}.
+
+    ``mv`` maps (P, *S_in) → (P, *S_out) with one base J·V call for all P rows (``rmv`` likewise), so P separate
+    problems — the complement of each part of an image — run as one batch.  A row-wise LinearOperator for
+    :func:`~lococourse.jacobian.subspace.ridge_project_rows`.
+    """
+
+    def __init__(self, base: LinearOperator, masks, alpha_bar: float | None = None):
+        super().__init__(base, None, alpha_bar)
+        masks = list(masks)
+        if not masks:
+            raise ValueError("RowMaskedView needs at least one mask")
+        self.m = torch.stack([check_mask(torch.as_tensor(mk), base.shape_out) for mk in masks]).to(base.dtype)
+        self.rows = len(masks)
+
+    def _check_rows(self, X: torch.Tensor) -> None:
+        if X.shape[0] != self.rows:
+            raise ValueError(f"this view has {self.rows} masks, one per row; got {X.shape[0]} rows")
+
+    def mv(self, V: torch.Tensor) -> torch.Tensor:
+        self._check_rows(V)
+        return super().mv(V)
+
+    def rmv(self, U: torch.Tensor) -> torch.Tensor:
+        self._check_rows(U)
+        return super().rmv(U)
+
+
 class JacobianViews:
     """One linearisation of a PMP f at x_t (:class:`JacobianOperator`), seen through output masks.
 
@@ -74,6 +103,12 @@ class JacobianViews:
         if eps and self.alpha_bar is None:
             raise ValueError("∂ε/∂x_t needs alpha_bar (ᾱ at the PMP's time)")
         return OperatorView(self.base, mask, self.alpha_bar if eps else None)
+
+    def rows(self, masks, eps: bool = False) -> RowMaskedView:
+        """P_{mask_i} J for row i of a batch (:class:`RowMaskedView`), or the same of ∂ε/∂x_t (``eps=True``)."""
+        if eps and self.alpha_bar is None:
+            raise ValueError("∂ε/∂x_t needs alpha_bar (ᾱ at the PMP's time)")
+        return RowMaskedView(self.base, masks, self.alpha_bar if eps else None)
 
 
 def pooled(f: PMP, pool: int) -> PMP:

@@ -363,3 +363,91 @@ def test_bad_refine_is_refused(bad):
         find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, projection="ridge", refine=bad)
     with pytest.raises(ValueError, match="needs projection='ridge'"):
         find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, refine=1)
+
+
+# ------------------------------------------------------------------------------------- several masks in one batch
+def _masks():
+    """Three masks of 8×8: a block, a column, the block's mirror image."""
+    a = _mask()
+    b = torch.zeros(8, 8, dtype=torch.bool)
+    b[:, 6] = True
+    return [a, b, a.flip(1)]
+
+
+@pytest.mark.parametrize("refine", [0, 1])
+def test_find_directions_batches_the_ridge_and_gives_each_masks_closed_form(refine):
+    """find_directions over 3 masks: each direction is the numpy closed form of its own mask (ridge, and refine=1),
+    the ridge solves of all masks run as one batch (one J̄·U call of 3 vectors per CG step), and the refine step
+    reuses the memoised ridge solves of an earlier call on the same linearisation."""
+    from lococourse.editing.loco import find_directions, linearize
+
+    A, B = _A(0), _A(1)
+    calls = []
+
+    g = LinearMap(B)
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    views = linearize(LinearMap(A), x)
+    null = linearize(g, x)
+    mv = null.base.mv
+    null.base.mv = lambda V: (calls.append(V.shape[0]), mv(V))[1]
+    masks = _masks()
+    kw = dict(r=2, band=1, nullspace_map=null, projection="ridge", ridge=1.0, tol=1e-12, max_iter=3000)
+    plain = find_directions(views, None, masks, **kw)
+    assert set(calls) == {3}  # every J̄·U of the ridge's CG carries the three masks' vectors at once
+    calls.clear()
+    got = find_directions(views, None, masks, refine=refine, extras=[{"part": i} for i in range(3)], **kw)
+    for i, (mask, d) in enumerate(zip(masks, got)):
+        out = ~binary_dilation(mask.numpy(), structure=np.ones((3, 3)), iterations=1).reshape(-1)
+        inside = mask.numpy().reshape(-1)
+        want = _ridge_closed_form(A.numpy(), B.numpy(), inside, out, 1.0)[0]
+        if refine:
+            Bi, Bo = B.numpy()[inside], B.numpy()[out]
+            w = Bi.T @ (Bi @ want)
+            w /= np.linalg.norm(w)
+            want = np.linalg.solve(Bo.T @ Bo + float(np.sum((Bo @ w) ** 2)) * np.eye(64), w)
+            want /= np.linalg.norm(want)
+        assert abs(abs(float(want @ d.v.reshape(-1).numpy())) - 1) < 1e-3
+        assert d.extra["part"] == i and d.extra.get("refine", 0) == refine
+        # the same as find_direction on that mask alone
+        one = find_direction(LinearMap(A), x, mask, refine=refine, **{**kw, "nullspace_map": g})
+        assert abs(float(one.v.reshape(-1) @ d.v.reshape(-1))) > 1 - 1e-9
+    # the second call solved no ridge again: without refine it made no J̄·U call, with refine only the refine step's
+    if refine:
+        assert calls and set(calls) == {3}
+    else:
+        assert calls == []
+        assert all(abs(float(p.v.reshape(-1) @ q.v.reshape(-1))) > 1 - 1e-12 for p, q in zip(plain, got))
+
+
+def test_find_directions_refuses_bad_masks_and_extras_before_any_model_work():
+    from lococourse.editing.loco import find_directions
+
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return x
+
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    with pytest.raises(ValueError, match="at least one mask"):
+        find_directions(f, x, [], r=2)
+    with pytest.raises(ValueError, match="one dict per mask: 3 masks, 1 extras"):
+        find_directions(f, x, _masks(), r=2, extras=[{}])
+    assert not calls
+
+
+def test_ridge_project_rows_is_ridge_project_row_by_row():
+    """Rows with their own masks (RowMaskedView) in one batch = ridge_project of each row alone, to CG accuracy;
+    a wrong number of rows is refused."""
+    from lococourse.jacobian import JacobianViews, ridge_project, ridge_project_rows
+
+    views = JacobianViews(LinearMap(_A(2)), torch.zeros(1, 8, 8, dtype=DT))
+    outs = [~m for m in _masks()]
+    V = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(5), dtype=DT)
+    got, infos = ridge_project_rows(views.rows(outs), V, 0.05, max_iter=200, rtol=1e-12)
+    for i in range(3):
+        one, info = ridge_project(views.view(outs[i]), V[i], 0.05, max_iter=200, rtol=1e-12)
+        assert float((one.reshape(-1) @ got[i].reshape(-1))) > 1 - 1e-12
+        assert infos[i]["mu"] == pytest.approx(info["mu"], rel=1e-12) and infos[i]["converged"]
+    with pytest.raises(ValueError, match="3 masks, one per row; got 2 rows"):
+        views.rows(outs).mv(V[:2])
