@@ -19,12 +19,12 @@ from lococourse.core.interfaces import PMP, DiffusionModel, LinearOperator
 from lococourse.core.schedule import check_t
 from lococourse.editing.direction import Direction, model_name
 from lococourse.jacobian.operator import check_mask
-from lococourse.jacobian.power import TopSVD, power_method
+from lococourse.jacobian.power import TopSVD, power_methods
 from lococourse.jacobian.subspace import project_out, ridge_project_rows
 from lococourse.jacobian.views import JacobianViews
 from lococourse.models.ddim import ddim_grid, ddim_invert, ddim_map, ddim_sample
 
-__all__ = ["find_direction", "find_directions", "complement_basis", "linearize", "invert", "apply_directions", "loco_edit", "transfer",
+__all__ = ["find_direction", "find_directions", "complement_basis", "complement_bases", "linearize", "invert", "apply_directions", "loco_edit", "transfer",
            "EditResult"]
 
 JACOBIANS = ("pmp", "eps")
@@ -66,12 +66,27 @@ def _top(views: JacobianViews, mask: torch.Tensor | None, eps: bool, k: int, see
          max_iter: int, monitor=None, monitor_key=None) -> tuple[TopSVD, float]:
     """Top-k SVD of P_mask J (or P_mask ∂ε/∂x_t) by Algorithm 2, memoised on the linearisation; (result, seconds).
     ``monitor`` (with a hashable ``monitor_key`` naming it): the power method's stopping quantity."""
-    key = (None if mask is None else hash(mask.numpy().tobytes()), eps, k, seed, tol, max_iter, monitor_key)
-    if key not in views.cache:
+    return _tops(views, [mask], eps, k, seed, tol, max_iter, [monitor], [monitor_key])[0]
+
+
+def _tops(views: JacobianViews, masks: list, eps: bool, k: int, seed: int, tol: float, max_iter: int,
+          monitors: list, monitor_keys: list) -> list[tuple[TopSVD, float]]:
+    """:func:`_top` for several masks: the ones not yet memoised run as one batch (:func:`power_methods`), each
+    charged its 1/P share of the batch's seconds."""
+    keys = [(None if m is None else hash(m.numpy().tobytes()), eps, k, seed, tol, max_iter, mk)
+            for m, mk in zip(masks, monitor_keys)]
+    todo = []
+    for j, key in enumerate(keys):
+        if key not in views.cache and key not in [keys[i] for i in todo]:
+            todo.append(j)
+    if todo:
         t0 = time.perf_counter()
-        top = power_method(views.view(mask, eps=eps), k=k, seed=seed, tol=tol, max_iter=max_iter, monitor=monitor)
-        views.cache[key] = (top, time.perf_counter() - t0)
-    return views.cache[key]
+        found = power_methods([views.view(masks[j], eps=eps) for j in todo], k, seeds=[seed] * len(todo), tol=tol,
+                              max_iter=max_iter, monitors=[monitors[j] for j in todo])
+        share = (time.perf_counter() - t0) / len(todo)
+        for j, top in zip(todo, found):
+            views.cache[keys[j]] = (top, share)
+    return [views.cache[key] for key in keys]
 
 
 def outside(mask: torch.Tensor, band: int = 0, spare: bool = False) -> torch.Tensor:
@@ -130,14 +145,27 @@ def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, b
     is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`, with ``spare``).
     With ``v`` (the direction of step 6, flat), the power method stops when v − V̄(V̄ᵀv) has settled (what step 7
     needs) rather than span(V̄) (which has no gap at r' for some masks).  Returns (the TopSVD, seconds).
+    :func:`complement_bases` does several masks in one batch.
     """
+    return complement_bases(views, [mask], r_null, band=band, spare=spare, seed=seed, tol=tol, max_iter=max_iter,
+                            eps=eps, vs=None if v is None else [v])[0]
+
+
+def complement_bases(views: JacobianViews, masks: Sequence[torch.Tensor], r_null: int, *, band: int = 0,
+                     spare: bool = False, seed: int = 0, tol: float = 1e-4, max_iter: int = 50, eps: bool = False,
+                     vs: Sequence[torch.Tensor] | None = None) -> list[tuple[TopSVD | None, float]]:
+    """:func:`complement_basis` for several masks Ω_i (with ``vs[i]`` each, or none): the power methods not yet
+    memoised run as one batch (:func:`~lococourse.jacobian.power_methods`)."""
+    masks = list(masks)
     if r_null == 0:
-        return None, 0.0
-    if v is None:
-        return _top(views, outside(mask, band, spare), eps, r_null, seed + 1, tol, max_iter)
-    v = v.detach()
-    return _top(views, outside(mask, band, spare), eps, r_null, seed + 1, tol, max_iter,
-                monitor=lambda V: project_out(v.to(V.dtype), V[:, :r_null]), monitor_key=("v_p", hash(v.numpy().tobytes())))
+        return [(None, 0.0)] * len(masks)
+    outs = [outside(mask, band, spare) for mask in masks]
+    if vs is None:
+        return _tops(views, outs, eps, r_null, seed + 1, tol, max_iter, [None] * len(masks), [None] * len(masks))
+    vs = [v.detach() for v in vs]
+    monitors = [lambda V, v=v: project_out(v.to(V.dtype), V[:, :r_null]) for v in vs]
+    return _tops(views, outs, eps, r_null, seed + 1, tol, max_iter, monitors,
+                 [("v_p", hash(v.numpy().tobytes())) for v in vs])
 
 
 #: DDIM steps of the sampler whose Jacobian gives the complement nullspace (``nullspace="sampler"``, our option).
@@ -241,12 +269,14 @@ def find_directions(
     """Steps 4–8 of Algorithm 1 (:func:`find_direction`, every option the same) for P masks Ω_1…Ω_P at one x_t —
     the parts of one image — returning one Direction per mask, in order: the one implementation of those steps.
 
-    Steps 4 and 5 run per mask (memoised on the linearisation, as for one mask).  ``projection="ridge"`` and
-    ``refine`` batch across the masks: the P ridge solves are one conjugate-gradient run in lockstep
-    (:func:`~lococourse.jacobian.ridge_project_rows` on :meth:`~lococourse.jacobian.JacobianViews.rows`: every
-    iteration is one J̄·U and one J̄ᵀ·W of P vectors), and each row gets what its own solve would.  A ridge solve is
-    also memoised on the linearisation (the refine step starts from the same solve as the plain ridge).  A
-    direction's ``seconds`` counts its 1/P share of a batched solve.  ``extras``: one ``extra`` dict per mask.
+    Every step batches across the masks, and each mask gets what its own call would (up to floating-point
+    rounding): step 4's P power methods and step 5's run in lockstep (:func:`~lococourse.jacobian.power_methods`:
+    one J·V and one Jᵀ·U call of P·r vectors per iteration, each problem stopping on its own), and so do the P
+    ridge solves of ``projection="ridge"`` and ``refine`` (:func:`~lococourse.jacobian.ridge_project_rows` on
+    :meth:`~lococourse.jacobian.JacobianViews.rows`) — a CPU runs one call of many vectors faster per vector than
+    many calls of few.  Power methods and ridge solves are memoised on the linearisation, so calls sharing one (the
+    refine step starts from the plain ridge's solve) compute each once.  A direction's ``seconds`` counts its 1/P
+    share of a batch.  ``extras``: one ``extra`` dict per mask.
     """
     masks = list(masks)
     if not masks:
@@ -292,24 +322,19 @@ def find_directions(
             raise ValueError(f"nullspace_map's output shape {null_views.base.shape_out} differs from the PMP's "
                              f"{base.shape_out}; the mask Ω must apply to both")
     eps_null = eps and nullspace_map is None
-    tops, ks, vs, nulls, s_tops, s_nulls = [], [], [], [], [], []
-    for mask_full in fulls:
-        # Step 4.
-        top, s_top = _top(views, mask_full if masked_jacobian else None, eps, r, seed, tol, max_iter,
-                          monitor=(lambda V: V[:, index]) if by_vector else None,
-                          monitor_key=("v_k", index) if by_vector else None)
-        # Step 6.
-        k = index if select == "index" else _most_inside(top, mask_full)
-        tops.append(top), ks.append(k), s_tops.append(s_top)
-        v = top.V[:, k]
-        if soft:
-            vs.append(v)
-            continue
-        # Steps 5 and 7.
-        null, s_null = complement_basis(null_views, mask_full, r_null, band=band, spare=band_spare, seed=seed, tol=tol,
-                                        max_iter=max_iter, eps=eps_null, v=v if stop_on == "direction" else None)
-        vs.append(project_out(v, None if null is None else null.V))
-        nulls.append(null), s_nulls.append(s_null)
+    # Step 4, every mask in one batch (memoised on the linearisation).
+    found = _tops(views, [mk if masked_jacobian else None for mk in fulls], eps, r, seed, tol, max_iter,
+                  [(lambda V: V[:, index]) if by_vector else None] * len(fulls),
+                  [("v_k", index) if by_vector else None] * len(fulls))
+    tops, s_tops = [top for top, _ in found], [s_top for _, s_top in found]
+    # Step 6.
+    ks = [index if select == "index" else _most_inside(top, mk) for top, mk in zip(tops, fulls)]
+    vs = [top.V[:, k] for top, k in zip(tops, ks)]
+    if not soft:  # Steps 5 and 7, every mask's step 5 in one batch.
+        nulls_s = complement_bases(null_views, fulls, r_null, band=band, spare=band_spare, seed=seed, tol=tol,
+                                   max_iter=max_iter, eps=eps_null, vs=vs if stop_on == "direction" else None)
+        nulls, s_nulls = [n for n, _ in nulls_s], [s for _, s in nulls_s]
+        vs = [project_out(v, None if null is None else null.V) for v, null in zip(vs, nulls)]
     soft_infos = [None] * len(fulls)
     if soft:  # our option, steps 5 and 7 as v_p = argmin ‖J̄u‖² + μ‖u − v‖² (no top-r' SVD), batched over the masks
         outs = [outside(mk, band, band_spare) for mk in fulls]

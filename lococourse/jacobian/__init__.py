@@ -10,7 +10,7 @@ from lococourse.jacobian.operator import (
     masked,
     vjp,
 )
-from lococourse.jacobian.power import TopSVD, power_method
+from lococourse.jacobian.power import TopSVD, power_method, power_methods
 from lococourse.jacobian.subspace import (
     alignment,
     numerical_rank,
@@ -46,6 +46,7 @@ __all__ = [
     "rank_ratio",
     "TopSVD",
     "power_method",
+    "power_methods",
     "Linearity",
     "local_linearity",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -10,6 +10,7 @@ from lococourse.core.checks import check_finite, check_positive_int, check_real
 from lococourse.core.interfaces import PMP, LinearOperator
 from lococourse.jacobian.operator import JacobianOperator
 from lococourse.jacobian.subspace import subspace_distance
+from lococourse.jacobian.views import OperatorView, RowMaskedView
 
 
 # ---------------------------------------------------------------------------------------- power method
@@ -95,56 +96,132 @@ def power_method(
     ‖m(V_i) − m(V_{i−1})‖ / ‖m(V_i)‖ (up to sign) of ``monitor(V)`` (V: d_in × p, current basis), e.g. one singular
     vector, or a vector projected off span(V).  Where σ_k ≈ σ_{k+1} (no gap at k) the subspace never settles but
     such a quantity may: the stopping rule then measures the accuracy that matters.
+    :func:`power_methods` runs several of these at once.
     """
     op = f if isinstance(f, LinearOperator) else JacobianOperator(f, x)
-    d_in = op.d_in
-    check_positive_int(k, "k", upper=min(d_in, op.d_out), upper_name="the dimension d")
+    return power_methods([op], k, seeds=[seed], max_iter=max_iter, tol=tol, V0s=[V0], oversample=oversample, stop=stop,
+                         monitors=[monitor])[0]
+
+
+def power_methods(
+    ops: Sequence[LinearOperator],
+    k: int = 5,
+    *,
+    seeds: Sequence[int] | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    V0s: Sequence[torch.Tensor | None] | None = None,
+    oversample: int = 0,
+    stop: Literal["tail", "step"] = "tail",
+    monitors: Sequence[Callable[[torch.Tensor], torch.Tensor] | None] | None = None,
+) -> list[TopSVD]:
+    """:func:`power_method` (Algorithm 2) on P operators at once, one TopSVD each, in order.
+
+    Each problem has its own start (``seeds[i]``, ``V0s[i]``), its own ``monitors[i]`` and stops on its own; while
+    more than one is running, the masked views of one linearisation (:class:`~lococourse.jacobian.views.OperatorView`
+    s with the same base and ᾱ, e.g. the complements of an image's parts) share one batched J·V and one Jᵀ·U call
+    per iteration (:class:`~lococourse.jacobian.views.RowMaskedView`: P·p vectors in one call, which a CPU runs
+    faster per vector than P calls of p).  Other operators are iterated one by one.  Each result is what
+    :func:`power_method` alone would return, up to floating-point rounding.
+    """
+    ops = list(ops)
+    P = len(ops)
+    if P == 0:
+        raise ValueError("power_methods needs at least one operator")
+    seeds = [0] * P if seeds is None else list(seeds)
+    V0s = [None] * P if V0s is None else list(V0s)
+    monitors = [None] * P if monitors is None else list(monitors)
+    if not len(seeds) == len(V0s) == len(monitors) == P:
+        raise ValueError(f"seeds, V0s and monitors must have one entry per operator ({P}); "
+                         f"got {len(seeds)}, {len(V0s)}, {len(monitors)}")
+    if stop not in ("tail", "step"):
+        raise ValueError(f"stop must be 'tail' or 'step'; got {stop!r}")
     if oversample < 0:
         raise ValueError(f"oversample must be ≥ 0; got {oversample}")
     check_positive_int(max_iter, "max_iter")
     check_real(tol, "tol", low=0, low_open=True)
-    p = min(k + oversample, d_in, op.d_out)
-    dtype = op.dtype
-    # Step 1: an orthonormal start.
-    if V0 is None:
-        g = torch.Generator().manual_seed(seed)
-        V = torch.randn(d_in, p, generator=g, dtype=torch.float64).to(dtype)
-    else:
-        V = _warm_start(V0, op.shape_in, d_in, dtype)
-        if V.shape[1] < p:  # pad a warm start with seeded random columns
+    for op in ops:
+        check_positive_int(k, "k", upper=min(op.d_in, op.d_out), upper_name="the dimension d")
+    if not _shared_base(ops):
+        return [_power_methods_batched([op], k, [s], max_iter, tol, [v0], oversample, stop, [m])[0]
+                for op, s, v0, m in zip(ops, seeds, V0s, monitors)]
+    return _power_methods_batched(ops, k, seeds, max_iter, tol, V0s, oversample, stop, monitors)
+
+
+def _shared_base(ops: list) -> bool:
+    """Whether ``ops`` are masked views of one base operator with one ᾱ (so their products batch in one call)."""
+    if len(ops) == 1:
+        return True
+    first = ops[0]
+    return all(isinstance(op, OperatorView) and op.m is not None and op.base is first.base
+               and op.alpha_bar == first.alpha_bar for op in ops)
+
+
+def _power_methods_batched(ops, k, seeds, max_iter, tol, V0s, oversample, stop, monitors) -> list[TopSVD]:
+    op0 = ops[0]
+    d_in, shape_in, dtype = op0.d_in, op0.shape_in, op0.dtype
+    p = min(k + oversample, d_in, op0.d_out)
+
+    def batched(active: list[int]):
+        """The operator on the stacked vectors of the ``active`` problems: the op itself for one problem."""
+        if len(active) == 1:
+            return ops[active[0]]
+        return RowMaskedView(op0.base, [ops[i].m.bool() for i in active for _ in range(p)], op0.alpha_bar)
+
+    # Step 1: an orthonormal start per problem.
+    Vs = []
+    for seed, V0 in zip(seeds, V0s):
+        if V0 is None:
             g = torch.Generator().manual_seed(seed)
-            V = torch.cat([V, torch.randn(d_in, p - V.shape[1], generator=g, dtype=torch.float64).to(dtype)], 1)
-        V = V[:, :p]
-    V = torch.linalg.qr(V)[0]
-    history: list[float] = []
-    converged = False
-    n_iter = 0
-    # Step 2: subspace iteration.
-    for n_iter in range(1, max_iter + 1):
-        U = op.mv(V.T.reshape(p, *op.shape_in))  # (p, *S_out) = (J V)ᵀ
-        V_hat = op.rmv(U).reshape(p, d_in).T  # (d_in, p) = Jᵀ J V
-        V_new = torch.linalg.svd(V_hat, full_matrices=False)[0]
-        delta = subspace_distance(V[:, :k], V_new[:, :k]) if monitor is None else _change(monitor(V), monitor(V_new))
-        history.append(delta)
-        V = V_new
-        if stop == "step":
-            done = delta < tol
-        elif stop == "tail":
-            if len(history) >= 2 and history[-2] > 0:
-                rho = min(max(history[-1] / history[-2], history[-2] / history[-3] if len(history) >= 3 and history[-3] > 0 else 0.0), 0.999)
-                done = delta * rho / (1 - rho) < tol
-            else:
-                done = delta == 0.0
+            V = torch.randn(d_in, p, generator=g, dtype=torch.float64).to(dtype)
         else:
-            raise ValueError(f"stop must be 'tail' or 'step'; got {stop!r}")
-        if done:
-            converged = True
+            V = _warm_start(V0, shape_in, d_in, dtype)
+            if V.shape[1] < p:  # pad a warm start with seeded random columns
+                g = torch.Generator().manual_seed(seed)
+                V = torch.cat([V, torch.randn(d_in, p - V.shape[1], generator=g, dtype=torch.float64).to(dtype)], 1)
+            V = V[:, :p]
+        Vs.append(torch.linalg.qr(V)[0])
+    P = len(ops)
+    histories: list[list[float]] = [[] for _ in range(P)]
+    converged, n_iters = [False] * P, [0] * P
+    active = list(range(P))
+    # Step 2: subspace iteration, the active problems in one batch.
+    for it in range(1, max_iter + 1):
+        op = batched(active)
+        U = op.mv(torch.cat([Vs[i].T.reshape(p, *shape_in) for i in active]))  # (P_a·p, *S_out) = (J V)ᵀ
+        V_hat = op.rmv(U).reshape(len(active), p, d_in)  # (P_a, p, d_in) = (Jᵀ J V)ᵀ
+        still = []
+        for j, i in enumerate(active):
+            V_new = torch.linalg.svd(V_hat[j].T, full_matrices=False)[0]
+            m = monitors[i]
+            delta = subspace_distance(Vs[i][:, :k], V_new[:, :k]) if m is None else _change(m(Vs[i]), m(V_new))
+            histories[i].append(delta)
+            Vs[i], n_iters[i] = V_new, it
+            if _done(histories[i], stop, tol):
+                converged[i] = True
+            else:
+                still.append(i)
+        active = still
+        if not active:
             break
-    # Step 3: Rayleigh–Ritz on span(V) and orthonormal U.
-    JV = op.mv(V.T.reshape(p, *op.shape_in)).reshape(p, op.d_out).T  # (d_out, p)
-    Ut, St, Wt = torch.linalg.svd(JV, full_matrices=False)
-    V = V @ Wt.T
-    U, V = _sign_fix(Ut[:, :k], V[:, :k])
-    return TopSVD(St[:k].detach(), U.detach(), V.detach(), op.shape_in, op.shape_out, n_iter, converged, history)
+    # Step 3: Rayleigh–Ritz on span(V) and orthonormal U, all problems in one batch.
+    everyone = list(range(P))
+    JV = batched(everyone).mv(torch.cat([Vs[i].T.reshape(p, *shape_in) for i in everyone])).reshape(P, p, op0.d_out)
+    out = []
+    for i in everyone:
+        Ut, St, Wt = torch.linalg.svd(JV[i].T, full_matrices=False)  # (d_out, p)
+        U, V = _sign_fix(Ut[:, :k], (Vs[i] @ Wt.T)[:, :k])
+        out.append(TopSVD(St[:k].detach(), U.detach(), V.detach(), op0.shape_in, op0.shape_out, n_iters[i], converged[i],
+                          histories[i]))
+    return out
 
 
+def _done(history: list[float], stop: str, tol: float) -> bool:
+    """The stopping rule of :func:`power_method` on the successive distances so far."""
+    delta = history[-1]
+    if stop == "step":
+        return delta < tol
+    if len(history) >= 2 and history[-2] > 0:
+        rho = min(max(history[-1] / history[-2], history[-2] / history[-3] if len(history) >= 3 and history[-3] > 0 else 0.0), 0.999)
+        return delta * rho / (1 - rho) < tol
+    return delta == 0.0

@@ -451,3 +451,16 @@ def test_ridge_project_rows_is_ridge_project_row_by_row():
         assert infos[i]["mu"] == pytest.approx(info["mu"], rel=1e-12) and infos[i]["converged"]
     with pytest.raises(ValueError, match="3 masks, one per row; got 2 rows"):
         views.rows(outs).mv(V[:2])
+
+
+def test_find_directions_with_the_papers_projection_gives_each_masks_closed_form():
+    """Steps 4–8 (subspace projection, band 1) for three masks in one batch: each the numpy closed form of its mask."""
+    from lococourse.editing.loco import find_directions
+
+    A = _A(0)
+    x = torch.zeros(1, 8, 8, dtype=DT)
+    got = find_directions(LinearMap(A), x, _masks(), r=2, r_null=4, band=1, tol=1e-12, max_iter=3000)
+    for mask, d in zip(_masks(), got):
+        out = ~binary_dilation(mask.numpy(), structure=np.ones((3, 3)), iterations=1).reshape(-1)
+        v = _closed_form(A.numpy(), A.numpy(), mask.numpy().reshape(-1), out, 0, 4)
+        assert abs(abs(float(v @ d.v.reshape(-1).numpy())) - 1) < 1e-9

@@ -389,3 +389,34 @@ def test_wrong_direction_shapes_raise():
         local_linearity(f, x, torch.zeros(S_IN, dtype=DT), [1.0])
     with pytest.raises(ValueError, match="forward_mode must be 'linearize' or 'jvp'"):
         JacobianOperator(f, x, forward_mode="fd")
+
+
+def test_power_methods_batch_masked_views_and_each_gets_its_own_svd():
+    """power_methods on the views P_Ω J of three masks (one J·V call of 3·k vectors per iteration while all run):
+    each result is numpy's SVD of its own masked matrix and what power_method alone returns, with its own stop."""
+    from lococourse.jacobian import JacobianViews, power_methods
+
+    A, _, _, _ = known_svd()
+    views = JacobianViews(linear_pmp(A), torch.zeros(S_IN, dtype=DT))
+    masks = [torch.zeros(S_OUT, dtype=torch.bool) for _ in range(3)]
+    masks[0][0] = True
+    masks[1][:, :2] = True
+    masks[2][1, 1:] = True
+    calls = []
+    mv = views.base.mv
+    views.base.mv = lambda V: (calls.append(V.shape[0]), mv(V))[1]
+    ops = [views.view(m) for m in masks]
+    got = power_methods(ops, 3, seeds=[0, 1, 2], tol=1e-10, max_iter=2000)
+    assert max(calls) == 9  # the three problems' 3 vectors each in one call
+    for m, top, seed, op in zip(masks, got, [0, 1, 2], ops):
+        M = A.numpy()[m.reshape(-1).numpy()]
+        _, s, Vt = np.linalg.svd(M)
+        assert np.allclose(top.S.numpy(), s[:3], rtol=1e-8)
+        assert subspace_distance(top.V, torch.from_numpy(Vt[:3].T)) < 1e-6
+        one = power_method(op, k=3, seed=seed, tol=1e-10, max_iter=2000)
+        assert one.n_iter == top.n_iter and torch.allclose(one.V, top.V, atol=1e-10)
+    assert len({top.n_iter for top in got}) > 1  # they stopped at different iterations, each on its own
+    with pytest.raises(ValueError, match="one entry per operator"):
+        power_methods(ops, 3, seeds=[0])
+    with pytest.raises(ValueError, match="at least one operator"):
+        power_methods([], 3)
