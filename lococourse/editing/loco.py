@@ -3,8 +3,9 @@
 A *model* is a :class:`~lococourse.core.interfaces.DiffusionModel` (``pmp(t)``, ``eps_model()``, ``shape``, a name):
 a :class:`~lococourse.models.registry.LoadedModel`, a :class:`~lococourse.theory.molrg.MoLRG`, a T-LOCO
 :class:`~lococourse.models.t2i.T2IModel`.  Directions live in x_t-space; masks live in the PMP's output space.
-Nothing here forms a d × d matrix.  :func:`find_direction` is the only place steps 4–8 happen: the CLI, the
-benchmark, the notebooks, the faces evaluation and T-LOCO's unsupervised variant (Algorithm 3) all call it.
+Nothing here forms a d × d matrix.  :func:`find_directions` is the only place steps 4–8 happen: the CLI, the
+benchmark, the notebooks and T-LOCO's unsupervised variant (Algorithm 3) call it for one mask through
+:func:`find_direction`; the faces evaluation calls it for all of an image's parts at once, in one batch.
 """
 from __future__ import annotations
 
