@@ -11,6 +11,7 @@
     python benchmarks/explore_nullspace_variants.py retarget --t 0.6 --images 6
     python benchmarks/explore_nullspace_variants.py band --t 0.6 --images 6 --bands 1,2,3
     python benchmarks/explore_nullspace_variants.py geig --t 0.6 --images 6
+    python benchmarks/explore_nullspace_variants.py refine_spare --t 0.6 --images 20 --parts face
 
 Both score local-edit success (lococourse.eval.local_edit_success, the table's primary metric and thresholds) of
 ±λ edits, λ per direction by target (lococourse.eval.target_strengths, the table's default), on the faces
@@ -33,6 +34,8 @@ Both score local-edit success (lococourse.eval.local_edit_success, the table's p
   again by target on the target face.
 * ``geig`` — directions read off the sampler's Jacobian: step 4 on P_Ω J_s, and inverse iteration for
   max ‖P_Ω J_s u‖² / (‖P_(Ω^c less 2 px) J_s u‖² + μ‖u‖²) started at band + sampler + ridge (:func:`geig_directions`).
+* ``refine_spare`` — the refine row beside the same with the refine step's complement sparing Ω's holes (the face's
+  eyes and mouth) while its first ridge solve keeps the plain band (:func:`refine_spare_directions`).
 * ``ridge`` — step 7 replaced by a soft projection (:func:`lococourse.jacobian.ridge_project`): v' = argmin
   ‖A u‖² + μ‖u − v‖², μ = c‖A v̂‖², A = P_(Ω^c less 2 px) J_sampler, from the unprojected v (``raw``) or from band
   + sampler's projected v (``proj``).
@@ -180,6 +183,30 @@ def spare_directions(model, faces, i: int, parts, method: str = "loco_band_sampl
     return dirs
 
 
+def refine_spare_directions(model, faces, i: int, parts) -> dict:
+    """The refine row (``loco_band_sampler_ridge_refine``) beside the same with its refine step's complement sparing the
+    holes of Ω (``outside(..., spare=True)``: the face's eyes and mouth) while the ridge before it keeps the plain
+    2 px band: the face's own change around the holes survives the first solve, and the refine step's quotient then
+    counts what the final image changes in the eyes and the mouth as "outside"."""
+    method = "loco_band_sampler_ridge_refine"
+    fd = face_directions(model, faces, i, methods=[method], parts=parts, tol=None)
+    views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+    opts = {k: v for k, v in METHOD_OPTIONS[method].items() if k not in ("nullspace", "refine")}
+    dirs = {}
+    for (_, p), d in fd.directions.items():
+        dirs[(method, p)] = d
+        ridge = find_direction(views, None, faces.masks[p][i], r=5, seed=0, tol=None, max_iter=30,
+                               nullspace_map=sampler, **opts)
+        mk = check_mask(faces.masks[p][i], sampler.base.shape_out)
+        A_in = sampler.view(mk)
+        w = A_in.rmv(A_in.mv(ridge.v.reshape(1, *ridge.v.shape))).reshape(-1)
+        v, _ = ridge_project(sampler.view(outside(mk, opts["band"], spare=True)), w, opts.get("ridge", RIDGE_C))
+        dirs[(f"{method}, spare in refine", p)] = dataclasses.replace(d, v=(v / v.norm()).reshape(d.v.shape),
+                                                                       extra=dict(d.extra))
+    return dirs
+
+
 def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject: bool = True,
                    method: str = "loco_band_sampler_ridge") -> dict:
     """Transfer of band + sampler + ridge (the table's best) from face ``i`` to the next ``transfers`` faces at the
@@ -292,7 +319,8 @@ def target_directions(model, faces, i: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer", "retarget", "band", "geig"])
+    ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer", "retarget", "band", "geig",
+                                            "refine_spare"])
     ap.add_argument("--t", type=float, default=0.6)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
@@ -370,6 +398,8 @@ def main(argv=None) -> int:
                 dirs = geig_directions(model, faces, i)
             elif a.variant == "band":
                 dirs = band_directions(model, faces, i, bands, a.method, parts)
+            elif a.variant == "refine_spare":
+                dirs = refine_spare_directions(model, faces, i, parts)
             elif a.variant == "spare":
                 dirs = spare_directions(model, faces, i, parts, a.method)
             elif a.variant == "steps":
