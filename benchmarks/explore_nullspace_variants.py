@@ -71,6 +71,9 @@ the background's leak into the head's geometry is not the band's doing.
 ``retarget --images 6 --method loco_band_sampler_ridge_refine`` (t = 0.6, 120 transfers): the direction unchanged at
 the source's λ, strict 0.30 / main factor 0.72 (0.41 strict from local source edits); at a λ chosen again by target on
 the target face 0.26 / 0.72 (0.35) — the transfer's extra factors are not a matter of strength on the target.
+``refine_spare --images 20 --parts face`` (2026-12-03): the refine row's face 0.53 / 0.20 at t = 0.6 / 0.4, with the
+refine step's complement sparing the eyes and the mouth 0.33 / 0.23 — worse at 0.6, one edit in 40 better at 0.4, so
+it stays an exploration.
 """
 from __future__ import annotations
 
