@@ -76,10 +76,7 @@ def _tops(views: JacobianViews, masks: list, eps: bool, k: int, seed: int, tol: 
     charged its 1/P share of the batch's seconds."""
     keys = [(None if m is None else hash(m.numpy().tobytes()), eps, k, seed, tol, max_iter, mk)
             for m, mk in zip(masks, monitor_keys)]
-    todo = []
-    for j, key in enumerate(keys):
-        if key not in views.cache and key not in [keys[i] for i in todo]:
-            todo.append(j)
+    todo = _pending(keys, views.cache)
     if todo:
         t0 = time.perf_counter()
         found = power_methods([views.view(masks[j], eps=eps) for j in todo], k, seeds=[seed] * len(todo), tol=tol,
@@ -88,6 +85,16 @@ def _tops(views: JacobianViews, masks: list, eps: bool, k: int, seed: int, tol: 
         for j, top in zip(todo, found):
             views.cache[keys[j]] = (top, share)
     return [views.cache[key] for key in keys]
+
+
+def _pending(keys: list, cache: dict) -> list[int]:
+    """Indices of the first occurrence of each key not yet in ``cache``: what a batch still has to compute."""
+    seen, todo = set(), []
+    for j, key in enumerate(keys):
+        if key not in cache and key not in seen:
+            seen.add(key)
+            todo.append(j)
+    return todo
 
 
 def outside(mask: torch.Tensor, band: int = 0, spare: bool = False) -> torch.Tensor:
@@ -381,8 +388,7 @@ def _ridge_rows(views: JacobianViews, outs: list, vs: list, c: float, eps: bool)
     """The ridge solves v_p = argmin ‖P_out J u‖² + μ‖u − v‖² for each (complement ``out``, v), batched over the ones
     not yet memoised on the linearisation; [(v_p flat, info, seconds: its share of the batch)] in order."""
     keys = [("ridge", hash(o.numpy().tobytes()), hash(v.detach().numpy().tobytes()), c, eps) for o, v in zip(outs, vs)]
-    todo = [j for j, key in enumerate(keys) if key not in views.cache]
-    todo = [j for n, j in enumerate(todo) if keys[j] not in [keys[i] for i in todo[:n]]]  # one solve per distinct key
+    todo = _pending(keys, views.cache)
     if todo:
         t0 = time.perf_counter()
         A = views.rows([outs[j] for j in todo], eps=eps)

@@ -1,17 +1,10 @@
 """benchmarks/bench_batched_directions.py refuses bad arguments, and an existing output, before loading any model."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from bench_loader import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_batched_directions.py"
-_spec = importlib.util.spec_from_file_location("bench_batched_directions", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench
-_spec.loader.exec_module(bench)
+bench = load_bench("bench_batched_directions")
 
 
 @pytest.mark.parametrize("argv, message", [

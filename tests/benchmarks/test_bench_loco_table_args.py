@@ -1,17 +1,12 @@
 """benchmarks/bench_loco_table.py refuses bad arguments before loading any model (argparse errors name the value)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from bench_loader import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_loco_table.py"
-_spec = importlib.util.spec_from_file_location("bench_loco_table", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench
-_spec.loader.exec_module(bench)
+bench = load_bench("bench_loco_table")
 
 
 @pytest.mark.parametrize("argv, message", [
