@@ -93,11 +93,19 @@ def _lerp3(a, b, c, s: torch.Tensor) -> torch.Tensor:
 
 def _ellipse_sdf(u, v, cx, cy, rx, ry):
     """Signed distance to an axis-aligned ellipse to first order, (q − 1)/|∇q| with q = ‖((u−cx)/rx, (v−cy)/ry)‖
-    (exact on circles and accurate near the boundary, which is all the soft edges need), in image units."""
-    du, dv = (u - cx) / rx, (v - cy) / ry
-    q = torch.sqrt(du ** 2 + dv ** 2).clamp(min=1e-6)
-    grad = torch.sqrt((du / rx) ** 2 + (dv / ry) ** 2) / q
-    return (q - 1) / grad
+    (exact on circles and accurate near the boundary, which is all the soft edges need), in image units.
+    Written as (q − 1)·q / ‖((u−cx)/rx², (v−cy)/ry²)‖ with the reciprocals of the radii (fewer divisions)."""
+    irx, iry = 1 / rx, 1 / ry
+    du, dv = (u - cx) * irx, (v - cy) * iry
+    q = torch.sqrt(du * du + dv * dv).clamp(min=1e-6)
+    gu, gv = du * irx, dv * iry
+    return (q - 1) * q * torch.rsqrt((gu * gu + gv * gv).clamp(min=1e-12))
+
+
+def _circle_sdf(u, v, cx, cy, r):
+    """Signed distance to a circle, ‖(u − cx, v − cy)‖ − r (what :func:`_ellipse_sdf` gives for rx = ry = r)."""
+    du, dv = u - cx, v - cy
+    return torch.sqrt((du * du + dv * dv).clamp(min=1e-12)) - r
 
 
 def render_faces(factors: Mapping[str, torch.Tensor], size: int = 32, *, masks: bool = True) -> FaceBatch:
@@ -119,7 +127,7 @@ def render_faces(factors: Mapping[str, torch.Tensor], size: int = 32, *, masks: 
         return f[name].reshape(n, 1, 1)
 
     def alpha(sdf):
-        return torch.sigmoid(-sdf / tau)
+        return torch.sigmoid(sdf * (-1 / tau))
 
     # colours (n, 3, 1, 1)
     h = f["bg_hue"].reshape(n, 1) + torch.tensor([0.0, 1 / 3, 2 / 3])
@@ -140,11 +148,11 @@ def render_faces(factors: Mapping[str, torch.Tensor], size: int = 32, *, masks: 
     a_hair = alpha(torch.maximum(head, cut))
     er = 0.10 + 0.08 * p("eye_size")
     ex, ey = 0.26, -0.05
-    eyes_sdf = torch.minimum(_ellipse_sdf(u, v, -ex, ey, er, er), _ellipse_sdf(u, v, ex, ey, er, er))
+    eyes_sdf = torch.minimum(_circle_sdf(u, v, -ex, ey, er), _circle_sdf(u, v, ex, ey, er))
     a_sclera = alpha(eyes_sdf)
     pr = 0.55 * er
     px = (p("gaze") * 2 - 1) * 0.42 * er
-    pupil_sdf = torch.minimum(_ellipse_sdf(u, v, -ex + px, ey, pr, pr), _ellipse_sdf(u, v, ex + px, ey, pr, pr))
+    pupil_sdf = torch.minimum(_circle_sdf(u, v, -ex + px, ey, pr), _circle_sdf(u, v, ex + px, ey, pr))
     a_pupil = alpha(torch.maximum(pupil_sdf, eyes_sdf))  # pupils stay inside the eyes
     mw = 0.14 + 0.16 * p("mouth_width")
     curve = (p("mouth_curve") * 2 - 1) * 0.13
@@ -152,26 +160,28 @@ def render_faces(factors: Mapping[str, torch.Tensor], size: int = 32, *, masks: 
     mouth_sdf = torch.maximum((v - my).abs() - 0.055, u.abs() - mw)
     a_mouth = alpha(mouth_sdf)
 
-    # composite back to front; remember each layer's visible weight for the masks
+    # composite back to front ("over"): img = Σ_l w_l c_l with the visible weight w_l = α_l Π_{m in front of l} (1 − α_m)
+    # of each layer (the expanded form of img ← img (1 − α_l) + α_l c_l, layer after layer), so the 3-channel work is one
+    # batched matrix product of the (n, 6, H·W) weights with the (n, 6, 3) colours; the weights also give the masks
     layers = [("background", torch.ones(n, size, size), bg_col), ("hair", a_hair, hair_col),
               ("face", a_face, skin_col), ("eyes", a_sclera, sclera_col), ("eyes", a_pupil, pupil_col),
               ("mouth", a_mouth, mouth_col)]
-    img = torch.zeros(n, 3, size, size)
-    vis = []
-    for i, (_, a, col) in enumerate(layers):
-        img = img * (1 - a.unsqueeze(1)) + a.unsqueeze(1) * col
-        if not masks:
-            continue
-        front = torch.ones_like(a)
-        for _, b, _ in layers[i + 1:]:
-            front = front * (1 - b)
-        vis.append(a * front)
+    vis = [None] * len(layers)
+    front = None  # Π (1 − α_m) over the layers in front of the current one
+    for i in range(len(layers) - 1, -1, -1):
+        a = layers[i][1]
+        vis[i] = a if front is None else a * front
+        if i:
+            front = (1 - a) if front is None else front * (1 - a)
+    weights = torch.stack(vis, 1).reshape(n, len(layers), size * size)  # (n, 6, H·W)
+    colours = torch.cat([c.reshape(-1, 1, 3).expand(n, 1, 3) for _, _, c in layers], 1)  # (n, 6, 3)
+    img = torch.bmm(colours.transpose(1, 2), weights).reshape(n, 3, size, size)
     img = (img * 2 - 1).contiguous()  # convex mix of colours in [0, 1]: no clipping needed
     if not masks:
         return FaceBatch(img, f, {})
     part_vis = torch.stack([sum(w for (name, _, _), w in zip(layers, vis) if name == part) for part in PARTS])
     label = part_vis.argmax(0)  # (n, H, W)
-    return FaceBatch(img, f, {part: label == i for i, part in enumerate(PARTS)})  # convex mix of colours in [0, 1]: no clipping needed
+    return FaceBatch(img, f, {part: label == i for i, part in enumerate(PARTS)})
 
 
 def sample_faces(n: int, generator: torch.Generator | int | None = None, size: int = 32) -> FaceBatch:
