@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench_loader import load_bench
+from bench_loader import assert_refused, load_bench
 
 bench = load_bench("bench_loco_table")
 
@@ -16,14 +16,7 @@ bench = load_bench("bench_loco_table")
     (["--images", "2", "--transfers", "2"], "--images (2) must exceed --transfers (2)"),
 ])
 def test_bad_arguments_fail_before_any_model_work(argv, message, capsys, monkeypatch):
-    def no_model(*a, **k):
-        raise AssertionError("a model was loaded before the arguments were checked")
-
-    monkeypatch.setattr(bench, "load_model", no_model)
-    with pytest.raises(SystemExit) as e:
-        bench.main(argv)
-    assert e.value.code == 2
-    assert message in capsys.readouterr().err
+    assert_refused(bench, argv, message, capsys, monkeypatch, ("load_model",))
 
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from bench_loader import load_bench
+from bench_loader import assert_keeps_existing_output, assert_refused, load_bench
 
 bench = load_bench("bench_renderer")
-
-
-def _no_work(*a, **k):
-    raise AssertionError("faces were rendered before the arguments were checked")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -19,21 +15,11 @@ def _no_work(*a, **k):
     (["--rows", "many"], "invalid int value: 'many'"),
 ])
 def test_bad_arguments_fail_before_any_rendering(argv, message, capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "sample_faces", _no_work)
-    with pytest.raises(SystemExit) as e:
-        bench.main([*argv, "--out", str(tmp_path / "x.md")])
-    assert e.value.code == 2
-    assert message in capsys.readouterr().err
+    assert_refused(bench, [*argv, "--out", str(tmp_path / "x.md")], message, capsys, monkeypatch, ("sample_faces",))
 
 
 def test_an_existing_output_is_kept_unless_overwrite(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "sample_faces", _no_work)
-    out = tmp_path / "old.md"
-    out.write_text("earlier result")
-    with pytest.raises(SystemExit) as e:
-        bench.main(["--out", str(out)])
-    assert e.value.code == 2 and "exists; pass --overwrite" in capsys.readouterr().err
-    assert out.read_text() == "earlier result"
+    assert_keeps_existing_output(bench, tmp_path, capsys, monkeypatch, ("sample_faces",))
 
 
 def test_a_tiny_run_writes_its_table(tmp_path, capsys, monkeypatch):
