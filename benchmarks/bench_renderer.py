@@ -48,8 +48,9 @@ render_reference = _load_reference()
 
 
 def reference_faces(factors, size: int = 32, *, masks: bool = True) -> FaceBatch:
-    """``render_faces``'s interface on the reference renderer (float32), for the estimator's reference column."""
-    img, _ = render_reference(factors, size, torch.float32, labels=masks)
+    """``render_faces``'s interface on the reference renderer (float32), for the estimator's reference column (which
+    asks for no masks: none are computed)."""
+    img, _ = render_reference(factors, size, torch.float32, labels=False)
     return FaceBatch(img.contiguous(), factors, {})
 
 
