@@ -40,6 +40,11 @@ Protocol (every number below is measured in this run):
    (cyclically) at the same ±λ; success (faces_eval.transfer_success) when the same factors change in
    the same directions as in the source edit.  A looser column (faces_eval.transfer_main_success) asks
    only that the source edit's main factor change the same way in the target.
+6b. **Selection** (row ``loco_select``, ours): per face and part, the one of ``loco_cores`` (band keeping the
+   cores of Ω's holes + sampler), its ridge and its ridge + refine whose two ±λ edits of the face have the least mean pixel leakage (RMS change outside Ω / inside Ω
+   against the reconstruction; lococourse.editing.select.most_local) — what a user who samples the three
+   candidates and keeps the most local-looking edit gets.  It uses no factor estimate; its records and
+   transfers are the chosen candidate's, and its learning time is the three candidates' together.
 7. **Times**: learning time = the shared linearisation + the power method(s) the method needs for one
    direction (what finding that one direction costs on its own); transfer time = DDIM-Inv of the new
    image + DDIM sampling of one edit, timed one image at a time.
@@ -68,6 +73,7 @@ import torch
 from lococourse.data.faces import FACTOR_NAMES, FACTOR_PARTS, PARTS
 from lococourse.data.images import atomic_write
 from lococourse.editing.loco import SAMPLER_STEPS, invert
+from lococourse.editing.select import most_local
 from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import (
     calibrate_thresholds,
@@ -99,6 +105,10 @@ CALIB_SEEDS = (1000, 1001, 1002, 1003)
 #: the upper bound (true single-factor edits through the same pipeline).
 PAPER_ROW = "paper_loco"
 UPPER_ROW = "upper_bound"
+#: The row that keeps, per face and part, the most local of the three ways of step 7 with band, holes' cores and sampler
+#: (lococourse.editing.select.most_local: least mean pixel leakage of its ±λ edits); its candidates are rows too.
+SELECT_ROW = "loco_select"
+SELECT_FROM = ("loco_cores", "loco_cores_ridge", "loco_cores_refine")
 #: λ grid of the sweep as fractions of √d (d = 3·S²; the paper's λ = 15 at 256 px is ≈ √d/30).
 SWEEP_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
 
@@ -183,8 +193,11 @@ def run(args) -> dict:
     else:
         how += f"  Every other row: λ = {float(mode):g} (--strength)."
     log(f"λ per part (paper's row): {lam}")
-    methods = list(METHODS) if args.methods is None else args.methods
-    rows = [PAPER_ROW, *methods, UPPER_ROW]
+    methods = list(METHODS) if args.methods is None else [m for m in args.methods if m != SELECT_ROW]
+    select = args.methods is None or SELECT_ROW in args.methods
+    if select:
+        methods += [m for m in SELECT_FROM if m not in methods]
+    rows = [PAPER_ROW, *methods, *([SELECT_ROW] if select else []), UPPER_ROW]
 
     # 3. the evaluation faces
     seeds = list(range(args.images))
@@ -344,9 +357,24 @@ def face_rows(model, faces, i: int, ctx: dict, ub: dict) -> dict:
                               "edit": strength if isinstance(strength, str) else None,
                               "success": bool(transfer_success(src[key], ch[j], thresholds)),
                               "changes": [round(float(v), 4) for v in ch[j]]})
+    if SELECT_ROW in rows:  # the most local candidate per part, by the pixel leakage of its ±λ edits of this face
+        for part in PARTS:
+            if any((m, part) not in fd.directions for m in SELECT_FROM):
+                continue
+            edits = [torch.stack([out[j] for j, (row, p, _, img, _) in enumerate(meta) if (row, p, img) == (m, part, i)])
+                     for m in SELECT_FROM]
+            sel = most_local(faces.recon[i], edits, faces.masks[part][i])
+            best, leaks = SELECT_FROM[sel.index], [round(x, 5) for x in sel.leakages]
+            records += [{**r, "method": SELECT_ROW, "selected": best, "candidate_leakage": leaks}
+                        for r in records if (r["method"], r["part"]) == (best, part)]
+            transfers += [{**r, "method": SELECT_ROW, "selected": best}
+                          for r in transfers if (r["method"], r["part"]) == (best, part)]
+            # what learning it costs: every candidate's direction (their shared linearisation counted once)
+            learn[SELECT_ROW].append(sum(fd.learning_seconds(m, part) for m in SELECT_FROM)
+                                     - (len(SELECT_FROM) - 1) * fd.linearize_s)
     if i == 0:  # transfer time: one new image at a time (DDIM-Inv + one edit), per method
-        for row in [PAPER_ROW, *methods]:
-            method = "loco" if row == PAPER_ROW else row
+        for row in [r for r in rows if r != UPPER_ROW]:
+            method = {PAPER_ROW: "loco", SELECT_ROW: SELECT_FROM[-1]}.get(row, row)
             d = fd.directions.get((method, "hair")) or next(iter(fd.directions.values()))
             t1 = time.perf_counter()
             x_t, tg_t = invert(model, faces.x0[targets[0]:targets[0] + 1], ctx["t"])
@@ -452,6 +480,10 @@ LABELS = {PAPER_ROW: "paper's LOCO (as published: λ per part)", "loco": "LOCO (
           "loco_sampler": "LOCO + sampler nullspace (ours)", "loco_band_sampler": "LOCO + band + sampler (ours)",
           "loco_band_sampler_ridge": "LOCO + band + sampler, ridge projection (ours)",
           "loco_band_sampler_ridge_refine": "LOCO + band + sampler + ridge, refined (ours)",
+          "loco_cores": "LOCO + band keeping the holes' cores + sampler (ours)",
+          "loco_cores_ridge": "… the same, ridge projection (ours)",
+          "loco_cores_refine": "… the same, ridge + refined (ours)",
+          SELECT_ROW: "the most local of those three, by pixel leakage (ours)",
           UPPER_ROW: "upper bound: true single-factor edits"}
 
 
@@ -652,9 +684,9 @@ def main(argv=None) -> int:
         p.error(f"--grid-points must be at least 2; got {a.grid_points}")
     if a.methods is not None:
         chosen = [m for m in a.methods.split(",") if m]
-        unknown = [m for m in chosen if m not in METHODS]
+        unknown = [m for m in chosen if m not in METHODS and m != SELECT_ROW]
         if unknown or not chosen:
-            p.error(f"--methods must list methods among {list(METHODS)}; got {a.methods!r}")
+            p.error(f"--methods must list methods among {[*METHODS, SELECT_ROW]}; got {a.methods!r}")
         a.methods = ["loco", *[m for m in dict.fromkeys(chosen) if m != "loco"]]
     if a.quick:
         a.images, a.transfers, a.calib, a.max_iter = 3, 2, 2, 10

@@ -12,6 +12,7 @@
     python benchmarks/explore_nullspace_variants.py band --t 0.6 --images 6 --bands 1,2,3
     python benchmarks/explore_nullspace_variants.py geig --t 0.6 --images 6
     python benchmarks/explore_nullspace_variants.py refine_spare --t 0.6 --images 20 --parts face
+    python benchmarks/explore_nullspace_variants.py ring --t 0.6 --images 20 --parts face [--rim 1]
 
 Both score local-edit success (lococourse.eval.local_edit_success, the table's primary metric and thresholds) of
 ±λ edits, λ per direction by target (lococourse.eval.target_strengths, the table's default), on the faces
@@ -210,6 +211,38 @@ def refine_spare_directions(model, faces, i: int, parts) -> dict:
     return dirs
 
 
+def ring_directions(model, faces, i: int, parts, rim: int = 1) -> dict:
+    """The refine row (``loco_band_sampler_ridge_refine``) beside the same with a complement that keeps the *cores*
+    of Ω's holes: Ω^c less the 2 px band, plus the regions the band would mostly remove (``outside(..., spare=True)``:
+    the face's eyes and mouth) less their ``rim`` px next to Ω.  ``spare`` kept the holes whole, so the ridge also
+    froze their soft rim, which blends the face's own colour ("keeping the holes projects away the face's own change
+    around them"); here the rim may follow the face while the eyes' and the mouth's cores are protected.
+    ``ring`` uses that complement in both solves (the ridge and the refine step), ``ring in refine`` in the refine
+    step only."""
+    method = "loco_band_sampler_ridge_refine"
+    fd = face_directions(model, faces, i, methods=[method], parts=parts, tol=None)
+    views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
+    sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
+    opts = METHOD_OPTIONS[method]
+    c, band = opts.get("ridge", RIDGE_C), opts["band"]
+    dirs = {}
+    for (_, p), d in fd.directions.items():
+        dirs[(method, p)] = d
+        mk = check_mask(faces.masks[p][i], sampler.base.shape_out)
+        plain = outside(mk, band)
+        holes = outside(mk, band, spare=True) & ~plain
+        ring = plain | (holes & outside(mk, rim))
+        raw = find_direction(views, None, faces.masks[p][i], r=5, r_null=0, seed=0, tol=None, max_iter=30)
+        A_in = sampler.view(mk)
+        for name, first, second in (("ring", ring, ring), ("ring in refine", plain, ring)):
+            v1, _ = ridge_project(sampler.view(first), raw.v, c)
+            w = A_in.rmv(A_in.mv(v1.reshape(1, *v1.shape))).reshape(-1)
+            v2, _ = ridge_project(sampler.view(second), w, c)
+            dirs[(f"{method}, {name} {rim}", p)] = dataclasses.replace(d, v=(v2 / v2.norm()).reshape(d.v.shape),
+                                                                       extra=dict(d.extra))
+    return dirs
+
+
 def transfer_study(model, faces, i: int, th, grid, transfers: int = 2, reproject: bool = True,
                    method: str = "loco_band_sampler_ridge") -> dict:
     """Transfer of band + sampler + ridge (the table's best) from face ``i`` to the next ``transfers`` faces at the
@@ -323,7 +356,7 @@ def target_directions(model, faces, i: int):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("variant", choices=["parts", "rnull", "target", "steps", "ridge", "spare", "transfer", "retarget", "band", "geig",
-                                            "refine_spare"])
+                                            "refine_spare", "ring"])
     ap.add_argument("--t", type=float, default=0.6)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--r-q", type=int, default=5, help="parts: top-r of each other part's masked Jacobian")
@@ -335,6 +368,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ridge-c", default="1,0.1", help="ridge: comma-separated μ / ‖A v̂‖²")
     ap.add_argument("--targets", default="0.08,0.12,0.16", help="target: comma-separated main-factor changes")
     ap.add_argument("--parts", default=",".join(PARTS), help="spare, band: comma-separated parts to edit")
+    ap.add_argument("--rim", type=int, default=1, help="ring: px of each hole's rim left out of the complement")
     ap.add_argument("--bands", default="1,2,3", help="band: comma-separated guard bands (px)")
     ap.add_argument("--method", default="loco_band_sampler_ridge",
                     help="spare, band, transfer, retarget: the table's method they start from (a METHODS row)")
@@ -401,6 +435,8 @@ def main(argv=None) -> int:
                 dirs = geig_directions(model, faces, i)
             elif a.variant == "band":
                 dirs = band_directions(model, faces, i, bands, a.method, parts)
+            elif a.variant == "ring":
+                dirs = ring_directions(model, faces, i, parts, a.rim)
             elif a.variant == "refine_spare":
                 dirs = refine_spare_directions(model, faces, i, parts)
             elif a.variant == "spare":

@@ -3,6 +3,7 @@
     lococourse edit --model NAME (--image PATH | --seed N) --mask NAME|x0,y0,x1,y1|PATH
                     --t T --index K --strength L --out OUT.png [--r R] [--r-null R'] [--overwrite]
                     [--band B] [--nullspace pmp|sampler] [--projection subspace|ridge [--ridge C] [--refine N]]
+                    [--keep-holes RIM] [--select]
 
 1. the image: a PNG of the model's size (``--image``), or, for ``--seed N``, the face
    ``sample_faces(1, N)`` of a procedural-faces model (any other model: its own DDIM sample from
@@ -86,6 +87,10 @@ def add_arguments(p) -> None:
                    help="what the UNet predicts, for a model folder that does not say (no card.json / scheduler_config.json)")
     p.add_argument("--band", type=integer, default=0,
                    help="leave a guard band of this many pixels around the mask out of the complement (0: the paper's)")
+    p.add_argument("--keep-holes", type=integer, default=None, metavar="RIM",
+                   help="with --band: a hole of the mask that the band would mostly remove (the eyes inside the face) "
+                        "stays in the complement, less its RIM px next to the mask (0: the whole hole; 1 is the table's "
+                        "loco_cores rows)")
     p.add_argument("--nullspace", choices=NULLSPACES, default="pmp",
                    help="the complement nullspace of step 5: 'pmp' (the paper's one-step PMP) or 'sampler' (the whole "
                         "sampler x_t ↦ DDIM(x_t, 0), matrix-free)")
@@ -100,6 +105,10 @@ def add_arguments(p) -> None:
                    help="with --projection ridge: steps of inverse iteration on the inside/outside change quotient "
                         "after the ridge (0: none; 1 is the table's loco_band_sampler_ridge_refine with --band 2 "
                         "--nullspace sampler)")
+    p.add_argument("--select", action="store_true",
+                   help="ours: find the direction three ways (step 7's projection, --projection ridge, and ridge with "
+                        "--refine 1, each with --band and --nullspace), sample each at --strength and keep the one "
+                        "that changes least outside the mask for what it changes inside (pixel leakage)")
     p.add_argument("--tol", type=number, default=1e-3, help="power-method tolerance, in (0, 1)")
     p.add_argument("--max-iter", type=integer, default=50, help="power-method iterations at most")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -253,9 +262,14 @@ def plan_edit(args) -> EditPlan:
     mask = resolve_mask(args.mask, spec, named, where=source)
     if isinstance(args.band, bool) or not isinstance(args.band, int) or args.band < 0:
         raise CLIError(f"--band {args.band} is out of range; give a number of pixels ≥ 0")
+    if args.keep_holes is not None:
+        if isinstance(args.keep_holes, bool) or not isinstance(args.keep_holes, int) or args.keep_holes < 0:
+            raise CLIError(f"--keep-holes {args.keep_holes} is out of range; give a rim of pixels ≥ 0")
+        if args.band == 0:
+            raise CLIError(f"--keep-holes {args.keep_holes} applies only with a guard band (--band > 0); the band is 0")
     if mask is not None:
         try:
-            outside(mask, args.band)
+            outside(mask, args.band, args.keep_holes is not None, args.keep_holes or 0)
         except ValueError as e:
             raise CLIError(f"--band {args.band}: {e}") from e
     if args.sampler_steps is not None and args.nullspace != "sampler":
@@ -269,6 +283,12 @@ def plan_edit(args) -> EditPlan:
     if args.refine and args.projection != "ridge":
         raise CLIError(f"--refine {args.refine} applies only with --projection ridge (the projection is "
                        f"--projection {args.projection}); drop it or add --projection ridge")
+    if args.select and (args.projection != "subspace" or args.ridge is not None or args.refine):
+        given = " ".join(f for f, on in (("--projection ridge", args.projection != "subspace"),
+                                          (f"--ridge {args.ridge}", args.ridge is not None),
+                                          (f"--refine {args.refine}", bool(args.refine))) if on)
+        raise CLIError(f"--select tries step 7's projection, the ridge (c = {RIDGE_C}) and the ridge with one refine "
+                       f"step itself; drop {given}")
     if args.projection == "ridge":
         if args.ridge is None:
             args.ridge = RIDGE_C
@@ -290,9 +310,11 @@ def run(args) -> int:
         x0 = plan.x0 if plan.x0 is not None else sample_source(model, args.seed, args)[0]
         progress(args, f"mask {args.mask!r}: {int(plan.mask.sum())} of {plan.mask.numel()} pixels")
         res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=[plan.strength], r=args.r,
-                        r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band, nullspace=args.nullspace,
+                        r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band,
+                        band_spare=args.keep_holes is not None, spare_rim=args.keep_holes or 0, nullspace=args.nullspace,
                         sampler_steps=args.sampler_steps or SAMPLER_STEPS, projection=args.projection,
-                        ridge=args.ridge or RIDGE_C, refine=args.refine, progress=lambda msg: progress(args, msg))
+                        ridge=args.ridge or RIDGE_C, refine=args.refine, select=bool(args.select),
+                        progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None

@@ -10,7 +10,7 @@ benchmark, the notebooks and T-LOCO's unsupervised variant (Algorithm 3) call it
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -19,6 +19,7 @@ from lococourse.core.checks import check_finite, check_index, check_real, check_
 from lococourse.core.interfaces import PMP, DiffusionModel, LinearOperator
 from lococourse.core.schedule import check_t
 from lococourse.editing.direction import Direction, model_name
+from lococourse.editing.select import most_local, plane
 from lococourse.jacobian.operator import check_mask
 from lococourse.jacobian.power import TopSVD, power_methods
 from lococourse.jacobian.subspace import project_out, ridge_project_rows
@@ -26,7 +27,7 @@ from lococourse.jacobian.views import JacobianViews
 from lococourse.models.ddim import ddim_grid, ddim_invert, ddim_map, ddim_sample
 
 __all__ = ["find_direction", "find_directions", "complement_basis", "complement_bases", "linearize", "invert", "apply_directions", "loco_edit", "transfer",
-           "EditResult"]
+           "select_direction", "EditResult"]
 
 JACOBIANS = ("pmp", "eps")
 NULLSPACES = ("pmp", "sampler")
@@ -97,31 +98,44 @@ def _pending(keys: list, cache: dict) -> list[int]:
     return todo
 
 
-def outside(mask: torch.Tensor, band: int = 0, spare: bool = False) -> torch.Tensor:
+def outside(mask: torch.Tensor, band: int = 0, spare: bool = False, rim: int = 0) -> torch.Tensor:
     """The complement region of step 5: Ω^c (``band`` = 0, the paper's), or Ω^c less a guard band of ``band`` pixels
     around Ω (Ω dilated by a (2b+1)×(2b+1) square), so that the part's own soft-edge spill-over across the mask
     border is not counted as "outside" (our departure from Algorithm 1; issue 13's measurements).
 
     ``spare`` (with ``band`` > 0): a 4-connected region of Ω^c that the band would remove more than half of — a small
-    hole of Ω, like the eyes and the mouth inside the face's mask — stays whole in the complement, so that the
-    features it holds are still protected by step 7 (with a 2 px band the face's complement loses its eyes and its
-    mouth entirely).  Each (H, W) plane is treated on its own.
+    hole of Ω, like the eyes and the mouth inside the face's mask — stays in the complement, so that the features it
+    holds are still protected by step 7 (with a 2 px band the face's complement loses its eyes and its mouth
+    entirely).  ``rim`` (with ``spare``): such a hole stays less its pixels within ``rim`` px of Ω (its core), so
+    that its soft rim, which blends Ω's own colour, may follow Ω's change while the core is held (with the whole
+    hole held, the face's own change around the eyes is projected away).  Each (H, W) plane is treated on its own.
     ``mask``: boolean of shape (..., H, W).  Refuses a band that leaves no pixel outside."""
     if isinstance(band, bool) or not isinstance(band, int) or band < 0:
         raise ValueError(f"band must be a non-negative integer number of pixels; got {band!r}")
     if not isinstance(spare, bool):
         raise ValueError(f"spare must be True or False; got {spare!r}")
+    if isinstance(rim, bool) or not isinstance(rim, int) or rim < 0:
+        raise ValueError(f"rim must be a non-negative integer number of pixels; got {rim!r}")
+    if rim and not spare:
+        raise ValueError(f"rim = {rim} px applies to the holes that spare=True keeps; give spare=True or rim = 0")
     if band == 0:
         return ~mask
-    H, W = mask.shape[-2:]
-    m = mask.reshape(-1, 1, H, W).float()
-    keep = ~(torch.nn.functional.max_pool2d(m, 2 * band + 1, stride=1, padding=band).reshape(mask.shape) > 0)
+    keep = ~_dilated(mask, band)
     if spare:
-        keep = keep | _spared(mask, keep)
+        holes = _spared(mask, keep)
+        keep = keep | (holes & ~_dilated(mask, rim) if rim else holes)
     if not keep.any():
+        H, W = mask.shape[-2:]
         raise ValueError(f"band = {band} px around Ω covers the whole {H}×{W} image: the complement Ω^c would be empty; "
                          f"use a band below {band}")
     return keep
+
+
+def _dilated(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """Ω dilated by a (2·px + 1)² square, per (H, W) plane."""
+    H, W = mask.shape[-2:]
+    m = mask.reshape(-1, 1, H, W).float()
+    return torch.nn.functional.max_pool2d(m, 2 * px + 1, stride=1, padding=px).reshape(mask.shape) > 0
 
 
 def _spared(mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -145,29 +159,29 @@ def _spared(mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def complement_basis(views: JacobianViews, mask: torch.Tensor, r_null: int, *, band: int = 0, spare: bool = False,
-                     seed: int = 0, tol: float = 1e-4, max_iter: int = 50, eps: bool = False,
+                     rim: int = 0, seed: int = 0, tol: float = 1e-4, max_iter: int = 50, eps: bool = False,
                      v: torch.Tensor | None = None) -> tuple[TopSVD | None, float]:
     """Step 5: the top-r' SVD of ∇P_{Ω^c} g (power seed ``seed + 1``), whose ``V`` is V̄ (d × r'); None for r' = 0.
 
     g is the map ``views`` linearises (the PMP f in Algorithm 1; the sampler with ``nullspace="sampler"``); ``mask``
-    is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`, with ``spare``).
+    is Ω in g's full output shape; Ω^c less a guard band of ``band`` px (:func:`outside`, with ``spare`` and ``rim``).
     With ``v`` (the direction of step 6, flat), the power method stops when v − V̄(V̄ᵀv) has settled (what step 7
     needs) rather than span(V̄) (which has no gap at r' for some masks).  Returns (the TopSVD, seconds).
     :func:`complement_bases` does several masks in one batch.
     """
-    return complement_bases(views, [mask], r_null, band=band, spare=spare, seed=seed, tol=tol, max_iter=max_iter,
+    return complement_bases(views, [mask], r_null, band=band, spare=spare, rim=rim, seed=seed, tol=tol, max_iter=max_iter,
                             eps=eps, vs=None if v is None else [v])[0]
 
 
 def complement_bases(views: JacobianViews, masks: Sequence[torch.Tensor], r_null: int, *, band: int = 0,
-                     spare: bool = False, seed: int = 0, tol: float = 1e-4, max_iter: int = 50, eps: bool = False,
-                     vs: Sequence[torch.Tensor] | None = None) -> list[tuple[TopSVD | None, float]]:
+                     spare: bool = False, rim: int = 0, seed: int = 0, tol: float = 1e-4, max_iter: int = 50,
+                     eps: bool = False, vs: Sequence[torch.Tensor] | None = None) -> list[tuple[TopSVD | None, float]]:
     """:func:`complement_basis` for several masks Ω_i (with ``vs[i]`` each, or none): the power methods not yet
     memoised run as one batch (:func:`~lococourse.jacobian.power_methods`)."""
     masks = list(masks)
     if r_null == 0:
         return [(None, 0.0)] * len(masks)
-    outs = [outside(mask, band, spare) for mask in masks]
+    outs = [outside(mask, band, spare, rim) for mask in masks]
     if vs is None:
         return _tops(views, outs, eps, r_null, seed + 1, tol, max_iter, [None] * len(masks), [None] * len(masks))
     vs = [v.detach() for v in vs]
@@ -208,7 +222,7 @@ def find_direction(
     r: int = 5, r_null: int = 5, seed: int = 0, tol: float | None = None, max_iter: int = 50, model: str = "",
     jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
     chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, band_spare: bool = False,
-    nullspace_map: PMP | None = None,
+    spare_rim: int = 0, nullspace_map: PMP | None = None,
     projection: str = "subspace", ridge: float = RIDGE_C, refine: int = 0, stop_on: str = "direction",
     extra: dict | None = None,
 ) -> Direction:
@@ -234,7 +248,8 @@ def find_direction(
 
     Method options beyond the paper (defaults are the paper's; both apply to steps 5 and 7 only):
     ``band`` — leave a guard band of b pixels around Ω out of the complement Ω^c (:func:`outside`); with
-    ``band_spare``, a small region of Ω^c the band would mostly remove (the eyes inside the face's mask) stays;
+    ``band_spare``, a small region of Ω^c the band would mostly remove (the eyes inside the face's mask) stays,
+    less its ``spare_rim`` px next to Ω (:func:`outside`'s ``spare`` and ``rim``);
     ``nullspace_map`` — take V̄ from the Jacobian of another map with f's output shape, linearised at the same x_t,
     e.g. the whole sampler x_t ↦ DDIM(x_t, 0) (:func:`sampler_map`) instead of the one-step PMP;
     ``projection="ridge"`` — replace steps 5 and 7 by a soft projection (:func:`~lococourse.jacobian.ridge_project`):
@@ -261,7 +276,7 @@ def find_direction(
     return find_directions(f, x_t, [mask], index=index, r=r, r_null=r_null, seed=seed, tol=tol, max_iter=max_iter,
                            model=model, jacobian=jacobian, masked_jacobian=masked_jacobian, select=select,
                            alpha_bar=alpha_bar, chunk=chunk, forward_mode=forward_mode, band=band, band_spare=band_spare,
-                           nullspace_map=nullspace_map, projection=projection, ridge=ridge, refine=refine,
+                           spare_rim=spare_rim, nullspace_map=nullspace_map, projection=projection, ridge=ridge, refine=refine,
                            stop_on=stop_on, extras=[extra])[0]
 
 
@@ -270,7 +285,7 @@ def find_directions(
     r: int = 5, r_null: int = 5, seed: int = 0, tol: float | None = None, max_iter: int = 50, model: str = "",
     jacobian: str = "pmp", masked_jacobian: bool = True, select: str = "index", alpha_bar: float | None = None,
     chunk: int | None = None, forward_mode: str = "transpose", band: int = 0, band_spare: bool = False,
-    nullspace_map: PMP | None = None,
+    spare_rim: int = 0, nullspace_map: PMP | None = None,
     projection: str = "subspace", ridge: float = RIDGE_C, refine: int = 0, stop_on: str = "direction",
     extras: Sequence[dict | None] | None = None,
 ) -> list[Direction]:
@@ -316,7 +331,7 @@ def find_directions(
         views.alpha_bar = alpha_bar
     fulls = [check_mask(torch.as_tensor(mask).cpu(), base.shape_out) for mask in masks]
     for mask_full in fulls:
-        outside(mask_full, band, band_spare)  # refuse a bad band, or one that leaves no complement, even for r' = 0
+        outside(mask_full, band, band_spare, spare_rim)  # refuse a bad band, or one that leaves no complement, even for r' = 0
     eps = jacobian == "eps"
     if tol is None:
         tol = DIRECTION_TOL if stop_on == "direction" else 1e-4
@@ -339,13 +354,13 @@ def find_directions(
     ks = [index if select == "index" else _most_inside(top, mk) for top, mk in zip(tops, fulls)]
     vs = [top.V[:, k] for top, k in zip(tops, ks)]
     if not soft:  # Steps 5 and 7, every mask's step 5 in one batch.
-        nulls_s = complement_bases(null_views, fulls, r_null, band=band, spare=band_spare, seed=seed, tol=tol,
+        nulls_s = complement_bases(null_views, fulls, r_null, band=band, spare=band_spare, rim=spare_rim, seed=seed, tol=tol,
                                    max_iter=max_iter, eps=eps_null, vs=vs if stop_on == "direction" else None)
         nulls, s_nulls = [n for n, _ in nulls_s], [s for _, s in nulls_s]
         vs = [project_out(v, None if null is None else null.V) for v, null in zip(vs, nulls)]
     soft_infos = [None] * len(fulls)
     if soft:  # our option, steps 5 and 7 as v_p = argmin ‖J̄u‖² + μ‖u − v‖² (no top-r' SVD), batched over the masks
-        outs = [outside(mk, band, band_spare) for mk in fulls]
+        outs = [outside(mk, band, band_spare, spare_rim) for mk in fulls]
         solved = _ridge_rows(null_views, outs, vs, float(ridge), eps_null)
         vs, soft_infos, s_nulls = [v for v, _, _ in solved], [i for _, i, _ in solved], [s for _, _, s in solved]
         nulls = [None] * len(fulls)
@@ -373,7 +388,7 @@ def find_directions(
                 and (soft_info is None or bool(soft_info["converged"])), "stop_on": stop_on,
                 "n_iter": int(top.n_iter),
                 "n_iter_null": int(soft_info["n_iter"]) if soft else (0 if null is None else int(null.n_iter)), "band": band,
-                **({"band_spare": True} if band_spare else {}),
+                **({"band_spare": True} if band_spare else {}), **({"spare_rim": spare_rim} if spare_rim else {}),
                 "nullspace": "pmp" if nullspace_map is None else getattr(nullspace_map, "label", "map"),
                 "projection": projection, **({"ridge": float(ridge), "ridge_mu": soft_info["mu"]} if soft else {}),
                 **({"refine": refine} if refine else {}),
@@ -443,6 +458,52 @@ def apply_directions(model: DiffusionModel, x_t: torch.Tensor, t: float, terms: 
         return ddim_sample(model.eps_model(), x, t, 0.0, grid=ddim_grid(num_steps))
 
 
+def select_direction(model: DiffusionModel, x_t: torch.Tensor, t: float, candidates: Sequence[Direction],
+                     strengths: Sequence[float] | Sequence[Sequence[float]], *, labels: Sequence[str] | None = None,
+                     num_steps: int = 100) -> Direction:
+    """Step 9 for each candidate direction (same mask Ω, same x_t), then the most local one (:func:`most_local`).
+
+    ``strengths``: the λ at which every candidate is sampled (e.g. ``[-λ, λ]``), or one list per candidate (λ chosen
+    per direction, :mod:`lococourse.editing.strength`).  ``labels``: a name per candidate (default: its
+    ``extra["method"]`` or its position).  Returns a copy of the chosen Direction whose ``extra["selected"]``
+    records every label, every mean leakage, the strengths and the choice, and whose ``seconds`` adds the
+    candidates' own learning times (they share no work that this function can see) and the sampling here.
+    """
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("candidates must hold at least one Direction")
+    mask = torch.as_tensor(candidates[0].mask)
+    for c, d in enumerate(candidates):
+        if not isinstance(d, Direction):
+            raise TypeError(f"candidates[{c}] must be a Direction; got {type(d).__name__}")
+        if tuple(d.mask.shape) != tuple(mask.shape) or not torch.equal(torch.as_tensor(d.mask), mask):
+            raise ValueError(f"candidates[{c}] was found for another mask Ω than candidates[0]; the candidates must "
+                             "all edit the same region")
+    per = list(strengths)
+    if per and all(isinstance(s, (list, tuple)) for s in per):
+        if len(per) != len(candidates):
+            raise ValueError(f"strengths must hold one list per candidate ({len(candidates)}); got {len(per)}")
+        lams = [[check_strength(x) for x in s] for s in per]
+    else:
+        lams = [[check_strength(x) for x in per]] * len(candidates)
+    if any(not s for s in lams):
+        raise ValueError("every candidate needs at least one strength λ")
+    names = [str(d.extra.get("method", c)) for c, d in enumerate(candidates)] if labels is None else list(labels)
+    if len(names) != len(candidates):
+        raise ValueError(f"labels must hold one name per candidate ({len(candidates)}); got {len(names)}")
+    t0 = time.perf_counter()
+    out = apply_directions(model, x_t, t, direction=candidates[0], strengths=[0.0, *lams[0]], num_steps=num_steps)
+    reference, edits = out[0], [out[1:]]
+    for d, s in zip(candidates[1:], lams[1:]):
+        edits.append(apply_directions(model, x_t, t, direction=d, strengths=s, num_steps=num_steps))
+    sel = most_local(reference, edits, plane(mask))
+    chosen = candidates[sel.index]
+    record = {"by": "leakage", "labels": names, "leakages": [round(x, 6) for x in sel.leakages],
+              "strengths": lams, "chosen": names[sel.index]}
+    seconds = sum(d.seconds for d in candidates) + time.perf_counter() - t0
+    return replace(chosen, extra={**chosen.extra, "selected": record}, seconds=seconds)
+
+
 @dataclass
 class EditResult:
     x0: torch.Tensor  # (*S) the original image
@@ -458,8 +519,8 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
               strengths: Sequence[float] = (-6.0, 6.0), r: int = 5, r_null: int = 5, seed: int = 0,
               tol: float | None = None, max_iter: int = 50, masked_jacobian: bool = True,
               progress: Callable[[str], None] | None = None, num_steps: int = 100, band: int = 0,
-              nullspace: str = "pmp", sampler_steps: int = SAMPLER_STEPS, projection: str = "subspace",
-              ridge: float = RIDGE_C, refine: int = 0) -> EditResult:
+              band_spare: bool = False, spare_rim: int = 0, nullspace: str = "pmp", sampler_steps: int = SAMPLER_STEPS, projection: str = "subspace",
+              ridge: float = RIDGE_C, refine: int = 0, select: bool = False) -> EditResult:
     """Unsupervised LOCO Edit, Algorithm 1 of Chen et al. (2024), end to end.
 
       3. x_t ← DDIM-Inv(x₀, t)
@@ -467,11 +528,19 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
       9. x₀' ← DDIM(x_t + λ v_p, 0) for each λ in ``strengths`` (one batch, with λ = 0 as reference)
 
     ``num_steps``: the DDIM grid of steps 3 and 9 (the paper's 100; fewer for real-size models on a CPU).
-    ``band`` and ``nullspace`` ("pmp", the paper's; "sampler": the whole sampler x_t ↦ DDIM(x_t, 0) in
+    ``band`` (with ``band_spare`` and ``spare_rim``) and ``nullspace`` ("pmp", the paper's; "sampler": the whole sampler x_t ↦ DDIM(x_t, 0) in
     ``sampler_steps`` steps, :func:`sampler_map`), ``projection`` and ``ridge`` ("subspace", the paper's step 7;
     "ridge": the soft projection) and ``refine`` (inverse-iteration steps after the ridge) are the options of
-    :func:`find_direction` beyond the paper.
+    :func:`find_direction` beyond the paper.  ``select=True`` (ours; with the default ``projection`` and ``refine``):
+    steps 4–8 three ways — step 7's projection, the ridge, the ridge + one refine step, each with ``band`` and
+    ``nullspace`` — and the one whose edits at ``strengths`` leak least in pixels is kept (:func:`select_direction`;
+    the choice is in ``direction.extra["selected"]``).
     """
+    if not isinstance(select, bool):
+        raise ValueError(f"select must be True or False; got {select!r}")
+    if select and (projection != "subspace" or refine):
+        raise ValueError(f"select=True tries projection 'subspace', 'ridge' and 'ridge' with refine = 1 itself; leave "
+                         f"projection and refine at their defaults (got projection={projection!r}, refine={refine!r})")
     if nullspace not in NULLSPACES:
         raise ValueError(f"nullspace must be one of {NULLSPACES}; got {nullspace!r}")
     if projection not in PROJECTIONS:
@@ -479,7 +548,7 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
     if projection == "ridge":
         check_real(ridge, "ridge (μ / ‖J̄ v‖² of projection='ridge')", low=0, low_open=True)
     check_refine(refine, projection)
-    outside(torch.as_tensor(mask), band)  # a bad band fails before any model work
+    outside(torch.as_tensor(mask), band, band_spare, spare_rim)  # a bad band fails before any model work
     check_finite(x0, "x0")
     for lam in strengths:
         check_strength(lam)
@@ -491,10 +560,26 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
            f"its complement damped by the ridge c = {ridge:g} (steps 4–8, our option)")
         + (f", then {refine} inverse-iteration step(s) (our option)" if refine else ""))
     null_map = sampler_map(model, t_grid, sampler_steps) if nullspace == "sampler" else None
-    direction = find_direction(model.pmp(t_grid), x_t, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol,
-                               max_iter=max_iter, model=model_name(model), masked_jacobian=masked_jacobian, band=band,
-                               nullspace_map=null_map, projection=projection, ridge=ridge, refine=refine)
-    direction.t = t_grid
+    ways = [("subspace", 0), ("ridge", 0), ("ridge", 1)] if select else [(projection, refine)]
+    if select:  # the candidates share one linearisation of the PMP and one of the sampler
+        f, x_lin = linearize(model.pmp(t_grid), x_t), None
+        if null_map is not None:
+            label, null_map = null_map.label, linearize(null_map, x_t)
+            null_map.label = label  # what the Direction records as its nullspace ("sampler:N")
+    else:
+        f, x_lin = model.pmp(t_grid), x_t
+    cands = [find_direction(f, x_lin, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol, max_iter=max_iter,
+                            model=model_name(model), masked_jacobian=masked_jacobian, band=band, band_spare=band_spare,
+                            spare_rim=spare_rim, nullspace_map=null_map,
+                            projection=proj, ridge=ridge, refine=ref) for proj, ref in ways]
+    for c in cands:
+        c.t = t_grid
+    if select:
+        say("sampling the three candidates' edits; keeping the one that leaks least outside the mask (our option)")
+        direction = select_direction(model, x_t, t_grid, cands, [float(s) for s in strengths],
+                                     labels=["projection", "ridge", "ridge + refine 1"], num_steps=num_steps)
+    else:
+        direction = cands[0]
     lams = [0.0, *[float(s) for s in strengths]]
     say(f"direction found in {direction.seconds:.1f} s (σ_k = {direction.sigma:.4f}); sampling the edit (step 9)")
     out = apply_directions(model, x_t, t_grid, direction=direction, strengths=lams, num_steps=num_steps)  # Step 9.

@@ -336,6 +336,57 @@ def test_bad_spare_is_refused():
         find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, band=1, band_spare=1)
 
 
+def _ring_mask():
+    """Ω on 20×20: a 2 px thick square ring (rows and columns 3–11) around a 5×5 hole (rows and columns 5–9): a 2 px
+    band leaves only the hole's centre pixel, so the hole is spared; its 1 px rim is the 16 pixels next to Ω.  The
+    band leaves 231 of the outer region's 319 pixels, so that region keeps its band."""
+    m = torch.zeros(20, 20, dtype=torch.bool)
+    m[3:12, 3:12] = True
+    m[5:10, 5:10] = False
+    return m
+
+
+def test_rim_keeps_only_the_core_of_a_spared_hole():
+    m = _ring_mask()
+    hole = np.zeros((20, 20), bool)
+    hole[5:10, 5:10] = True
+    banded = ~binary_dilation(m.numpy(), structure=np.ones((5, 5)))  # oracle: scipy's dilation by 2 px
+    assert (banded & hole).sum() == 1  # the band would leave 1 of the hole's 25 pixels: it is spared
+    core = hole & ~binary_dilation(m.numpy(), structure=np.ones((3, 3)))  # the hole less its pixels within 1 px of Ω
+    assert core.sum() == 9
+    assert np.array_equal(outside(m, 2, spare=True, rim=1).numpy(), banded | core)
+    assert np.array_equal(outside(m, 2, spare=True, rim=0).numpy(), banded | hole)  # rim 0: the whole hole
+    assert np.array_equal(outside(m, 2, spare=True, rim=3).numpy(), banded)  # a rim past the core: nothing is kept
+    stacked = torch.stack([m, m.T])  # per (H, W) plane
+    assert np.array_equal(outside(stacked, 2, spare=True, rim=1).numpy(), np.stack([banded | core, (banded | core).T]))
+
+
+def test_spare_rim_gives_the_closed_form_on_a_linear_pmp():
+    """find_direction(band=2, band_spare=True, spare_rim=1) projects against exactly that complement (numpy oracle)."""
+    g = torch.Generator().manual_seed(5)
+    A, B = (torch.randn(400, 400, generator=g, dtype=DT) for _ in range(2))
+    mask = _ring_mask()
+    out = outside(mask, 2, spare=True, rim=1).numpy().reshape(-1)
+    assert out.sum() == 231 + 9  # what the band leaves of the outer region, and the hole's core
+    x = torch.zeros(1, 20, 20, dtype=DT)
+    d = find_direction(LinearMap(A), x, mask, r=2, r_null=4, band=2, band_spare=True, spare_rim=1,
+                       nullspace_map=LinearMap(B), tol=1e-12, max_iter=4000)
+    v = _closed_form(A.numpy(), B.numpy(), mask.numpy().reshape(-1), out, 0, 4)
+    assert abs(abs(float(v @ d.v.reshape(-1).numpy())) - 1) < 1e-8
+    assert d.extra["band_spare"] is True and d.extra["spare_rim"] == 1
+
+
+@pytest.mark.parametrize("kw, match", [({"spare": True, "rim": -1}, "rim must be a non-negative integer number of pixels; got -1"),
+                                       ({"spare": True, "rim": 1.5}, "got 1.5"),
+                                       ({"rim": 1}, "rim = 1 px applies to the holes that spare=True keeps")])
+def test_bad_rim_is_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        outside(_ring_mask(), 2, **kw)
+    with pytest.raises(ValueError, match=match):
+        find_direction(LinearMap(_A(0)), torch.zeros(1, 8, 8, dtype=DT), _mask(), r=2, band=1,
+                       band_spare=kw.get("spare", False), spare_rim=kw["rim"])
+
+
 def test_refine_gives_the_closed_form_on_linear_maps():
     """refine=1: u ∝ (μ₁I + J̄ᵀJ̄)⁻¹ J̃_gᵀJ̃_g v_ridge by numpy (J̃_g = B[Ω], J̄ = B[Ω^c less band], μ₁ = c‖J̄ŵ‖²)."""
     A, B = _A(0), _A(1)
