@@ -37,6 +37,9 @@ Both score local-edit success (lococourse.eval.local_edit_success, the table's p
   max ‖P_Ω J_s u‖² / (‖P_(Ω^c less 2 px) J_s u‖² + μ‖u‖²) started at band + sampler + ridge (:func:`geig_directions`).
 * ``refine_spare`` — the refine row beside the same with the refine step's complement sparing Ω's holes (the face's
   eyes and mouth) while its first ridge solve keeps the plain band (:func:`refine_spare_directions`).
+* ``ring`` — the refine row beside the same with a complement that keeps the *cores* of Ω's holes: the regions the
+  2 px band would mostly remove (the face's eyes and mouth) stay, less their ``--rim`` px next to Ω
+  (:func:`ring_directions`; now ``find_direction(band_spare=True, spare_rim=1)``).
 * ``ridge`` — step 7 replaced by a soft projection (:func:`lococourse.jacobian.ridge_project`): v' = argmin
   ‖A u‖² + μ‖u − v‖², μ = c‖A v̂‖², A = P_(Ω^c less 2 px) J_sampler, from the unprojected v (``raw``) or from band
   + sampler's projected v (``proj``).
@@ -75,6 +78,12 @@ the target face 0.26 / 0.72 (0.35) — the transfer's extra factors are not a ma
 ``refine_spare --images 20 --parts face`` (2026-12-03): the refine row's face 0.53 / 0.20 at t = 0.6 / 0.4, with the
 refine step's complement sparing the eyes and the mouth 0.33 / 0.23 — worse at 0.6, one edit in 40 better at 0.4, so
 it stays an exploration.
+``ring --images 20 --parts face`` (2026-12-04, one thread each, beside each other): the refine row's face 0.53 / 0.20
+at t = 0.6 / 0.4; keeping the holes' cores (rim 1 px) in both solves 0.72 / 0.45, in the refine step only 0.70 / 0.50.
+Keeping the whole holes had frozen their soft rim, which blends the skin colour, so the face's own change was projected
+away around the eyes, and the estimator read the frozen rim as an eye-size change (the refine row's face edits moved
+eye_size past τ in 17 of 40, with the opposite sign to skin_tone, ratio −0.22).  It became the option
+``find_direction(band_spare=True, spare_rim=1)`` and the table's ``loco_cores*`` rows.
 """
 from __future__ import annotations
 

@@ -101,3 +101,30 @@ def test_outputs_are_not_overwritten_unasked(tmp_path, capsys, monkeypatch):
     assert bench.main(["--rescore", str(out.with_suffix(".json")), "--out", str(tmp_path / "again.md")]) == 0
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["table"] == json.loads(first)["table"]
+
+
+@pytest.mark.parametrize("name", ["loco_table_t06_20faces_cores_select.json", "loco_table_t04_20faces_cores_select.json"])
+def test_the_saved_selection_row_kept_the_least_leaky_candidate(name):
+    """The saved tables' ``loco_select`` row: per face and part, the candidate whose recorded ±λ edits have the least
+    mean pixel leakage (each record's leakage was measured on its own edit), with that candidate's records and
+    transfers unchanged."""
+    import json
+    import statistics
+
+    res = json.loads((RESULTS / name).read_text())
+    recs = {}
+    for r in res["records"]:
+        recs.setdefault((r["method"], r["image"], r["part"]), []).append(r)
+    chosen = 0
+    for (method, image, part), rows in recs.items():
+        if method != bench.SELECT_ROW:
+            continue
+        mean = {m: statistics.fmean(r["leakage"] for r in recs[(m, image, part)]) for m in bench.SELECT_FROM}
+        best = min(bench.SELECT_FROM, key=lambda m: (mean[m], bench.SELECT_FROM.index(m)))
+        assert {r["selected"] for r in rows} == {best}, (image, part)
+        assert [r["changes"] for r in rows] == [r["changes"] for r in recs[(best, image, part)]]
+        assert rows[0]["candidate_leakage"] == pytest.approx([mean[m] for m in bench.SELECT_FROM], abs=2e-5)
+        tr = [r["changes"] for r in res["transfer_records"] if (r["method"], r["image"], r["part"]) == (bench.SELECT_ROW, image, part)]
+        assert tr == [r["changes"] for r in res["transfer_records"] if (r["method"], r["image"], r["part"]) == (best, image, part)]
+        chosen += 1
+    assert chosen == 100  # 20 faces × 5 parts
