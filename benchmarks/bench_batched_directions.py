@@ -46,7 +46,6 @@ def _options(method: str, sampler) -> dict:
 def _linearisations(model, faces, i: int):
     views = linearize(model.pmp(faces.t), faces.x_t[i], alpha_bar=faces.alpha_bar)
     sampler = linearize(sampler_map(model, faces.t, SAMPLER_STEPS), faces.x_t[i])
-    sampler.label = f"sampler:{SAMPLER_STEPS}"
     return views, sampler
 
 

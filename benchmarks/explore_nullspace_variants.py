@@ -238,9 +238,7 @@ def ring_directions(model, faces, i: int, parts, rim: int = 1) -> dict:
     for (_, p), d in fd.directions.items():
         dirs[(method, p)] = d
         mk = check_mask(faces.masks[p][i], sampler.base.shape_out)
-        plain = outside(mk, band)
-        holes = outside(mk, band, spare=True) & ~plain
-        ring = plain | (holes & outside(mk, rim))
+        plain, ring = outside(mk, band), outside(mk, band, spare=True, rim=rim)
         raw = find_direction(views, None, faces.masks[p][i], r=5, r_null=0, seed=0, tol=None, max_iter=30)
         A_in = sampler.view(mk)
         for name, first, second in (("ring", ring, ring), ("ring in refine", plain, ring)):

@@ -57,6 +57,8 @@ def linearize(f: PMP | JacobianViews | LinearOperator, x_t: torch.Tensor | None 
         check_finite(x_t, "x_t")
         views = JacobianViews(f, x_t, alpha_bar, chunk=chunk, forward_mode=forward_mode)
         views.t = getattr(f, "t", None)
+        if hasattr(f, "label"):
+            views.label = f.label  # what a Direction records as its nullspace map ("sampler:N")
     if x_t is not None and tuple(x_t.shape) != tuple(views.base.shape_in):
         raise ValueError(f"x_t has shape {tuple(x_t.shape)} but the Jacobian was taken at shape {views.base.shape_in}")
     if not hasattr(views, "cache"):
@@ -491,17 +493,23 @@ def select_direction(model: DiffusionModel, x_t: torch.Tensor, t: float, candida
     names = [str(d.extra.get("method", c)) for c, d in enumerate(candidates)] if labels is None else list(labels)
     if len(names) != len(candidates):
         raise ValueError(f"labels must hold one name per candidate ({len(candidates)}); got {len(names)}")
+    return _select(model, x_t, t, candidates, lams, names, plane(mask), num_steps)[0]
+
+
+def _select(model: DiffusionModel, x_t: torch.Tensor, t: float, candidates: list, lams: list, names: list,
+            mask: torch.Tensor, num_steps: int) -> tuple[Direction, torch.Tensor, torch.Tensor]:
+    """:func:`select_direction` on checked arguments: (the chosen Direction, the λ = 0 reference, its edits)."""
     t0 = time.perf_counter()
     out = apply_directions(model, x_t, t, direction=candidates[0], strengths=[0.0, *lams[0]], num_steps=num_steps)
     reference, edits = out[0], [out[1:]]
     for d, s in zip(candidates[1:], lams[1:]):
         edits.append(apply_directions(model, x_t, t, direction=d, strengths=s, num_steps=num_steps))
-    sel = most_local(reference, edits, plane(mask))
+    sel = most_local(reference, edits, mask)
     chosen = candidates[sel.index]
     record = {"by": "leakage", "labels": names, "leakages": [round(x, 6) for x in sel.leakages],
               "strengths": lams, "chosen": names[sel.index]}
     seconds = sum(d.seconds for d in candidates) + time.perf_counter() - t0
-    return replace(chosen, extra={**chosen.extra, "selected": record}, seconds=seconds)
+    return replace(chosen, extra={**chosen.extra, "selected": record}, seconds=seconds), reference, edits[sel.index]
 
 
 @dataclass
@@ -561,26 +569,25 @@ def loco_edit(model: DiffusionModel, x0: torch.Tensor, mask: torch.Tensor, t: fl
         + (f", then {refine} inverse-iteration step(s) (our option)" if refine else ""))
     null_map = sampler_map(model, t_grid, sampler_steps) if nullspace == "sampler" else None
     ways = [("subspace", 0), ("ridge", 0), ("ridge", 1)] if select else [(projection, refine)]
-    if select:  # the candidates share one linearisation of the PMP and one of the sampler
-        f, x_lin = linearize(model.pmp(t_grid), x_t), None
-        if null_map is not None:
-            label, null_map = null_map.label, linearize(null_map, x_t)
-            null_map.label = label  # what the Direction records as its nullspace ("sampler:N")
-    else:
-        f, x_lin = model.pmp(t_grid), x_t
-    cands = [find_direction(f, x_lin, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol, max_iter=max_iter,
+    # one linearisation of the PMP (and of the sampler) shared by every candidate
+    f = linearize(model.pmp(t_grid), x_t)
+    if null_map is not None and (r_null > 0 or projection == "ridge" or select):
+        null_map = linearize(null_map, x_t)
+    cands = [find_direction(f, None, mask, index=index, r=r, r_null=r_null, seed=seed, tol=tol, max_iter=max_iter,
                             model=model_name(model), masked_jacobian=masked_jacobian, band=band, band_spare=band_spare,
                             spare_rim=spare_rim, nullspace_map=null_map,
                             projection=proj, ridge=ridge, refine=ref) for proj, ref in ways]
     for c in cands:
         c.t = t_grid
-    if select:
-        say("sampling the three candidates' edits; keeping the one that leaks least outside the mask (our option)")
-        direction = select_direction(model, x_t, t_grid, cands, [float(s) for s in strengths],
-                                     labels=["projection", "ridge", "ridge + refine 1"], num_steps=num_steps)
-    else:
-        direction = cands[0]
     lams = [0.0, *[float(s) for s in strengths]]
+    if select:  # the candidates' edits are sampled to choose; the chosen one's are step 9's
+        say("sampling the three candidates' edits; keeping the one that leaks least outside the mask (our option)")
+        direction, reference, edited = _select(model, x_t, t_grid, cands, [lams[1:]] * 3,
+                                               ["projection", "ridge", "ridge + refine 1"],
+                                               plane(torch.as_tensor(cands[0].mask)), num_steps)
+        say(f"direction found in {direction.seconds:.1f} s (σ_k = {direction.sigma:.4f}), its edits sampled (step 9)")
+        return EditResult(x0, x_t, t_grid, direction, list(lams[1:]), edited, reference)
+    direction = cands[0]
     say(f"direction found in {direction.seconds:.1f} s (σ_k = {direction.sigma:.4f}); sampling the edit (step 9)")
     out = apply_directions(model, x_t, t_grid, direction=direction, strengths=lams, num_steps=num_steps)  # Step 9.
     return EditResult(x0, x_t, t_grid, direction, list(lams[1:]), out[1:], out[0])

@@ -214,7 +214,6 @@ def face_directions(model, faces: FaceSet, i: int, *, methods: Sequence[str] = t
     sampler = None  # the whole sampler's linearisation, shared by every part (only if a method needs it)
     if need_sampler:
         sampler = linearize(sampler_map(model, faces.t, sampler_steps), faces.x_t[i])
-        sampler.label = f"sampler:{sampler_steps}"
     out, power_s, skipped = {}, {}, []
     used = []
     for part in parts:
