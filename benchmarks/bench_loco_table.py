@@ -86,6 +86,7 @@ from lococourse.eval.decisions import (
 from lococourse.eval.faces import (
     METHODS,
     TARGET_CHANGE,
+    TARGET_TAU,
     edit_metrics,
     face_directions,
     model_size,
@@ -186,8 +187,10 @@ def run(args) -> dict:
     mode = args.strength
     grid = default_strength_grid(3 * size * size, args.grid_points)
     if mode == "target":
+        unit = "" if args.target_unit == "factor" else " × its threshold τ (the main factor by |Δθ_i|/τ_i)"
         how += (f"  Every other row: λ per direction, by a sweep over √d·2^(−6 … −1) ({len(grid)} points) at which the "
-                f"edit at +λ moves its part's main factor by {args.target} (lococourse.editing.strength, interpolated).")
+                f"edit at +λ moves its part's main factor by {args.target}{unit} (lococourse.editing.strength, "
+                "interpolated).")
     elif mode == "sweep":
         how += "  Every other row uses the same per-part λ."
     else:
@@ -206,7 +209,8 @@ def run(args) -> dict:
     log(f"{n} faces inverted to t = {faces.t:.3f}")
     def result(done: int) -> dict:
         res = {"model": model.spec.name, "size": size, "t": faces.t, "strength": lam, "strength_mode": mode,
-               "target_change": args.target if mode == "target" else None, "strength_grid": grid, "strengths": strengths,
+               "target_change": args.target if mode == "target" else None,
+               "target_unit": args.target_unit if mode == "target" else None, "strength_grid": grid, "strengths": strengths,
                "true_delta": args.true_delta, "rows": rows, "images": done, "sample_steps": args.sample_steps,
                "sampler_steps": args.sampler_steps,
                "transfers_per_direction": args.transfers, "r": 5, "r_null": 5, "index": 0,
@@ -221,7 +225,8 @@ def run(args) -> dict:
     records, transfers, skipped = [], [], 0
     learn, transfer_s, strengths = {r: [] for r in rows}, {r: [] for r in rows}, []
     ctx = {"lam": lam, "mode": mode, "grid": grid, "thresholds": thresholds, "methods": methods, "rows": rows,
-           "tol": args.tol, "max_iter": args.max_iter, "target": args.target, "transfers": args.transfers,
+           "tol": args.tol, "max_iter": args.max_iter, "target": args.target,
+           "target_unit": args.target_unit, "transfers": args.transfers,
            "true_delta": args.true_delta, "t": args.t, "sampler_steps": args.sampler_steps}
 
     def collect(i: int, face: dict, done: int) -> None:
@@ -298,8 +303,9 @@ def face_rows(model, faces, i: int, ctx: dict, ub: dict) -> dict:
                          sampler_steps=ctx["sampler_steps"])
     skipped += len(fd.skipped)
     if mode == "target":
+        tau = thresholds if ctx.get("target_unit", "factor") == "tau" else None
         chosen = {k: c.strength for k, c in target_strengths(model, faces, i, fd.directions, grid,
-                                                              target=ctx["target"]).items()}
+                                                              target=ctx["target"], thresholds=tau).items()}
         strengths += [{"image": i, "method": m, "part": p, **fd.directions[(m, p)].extra["strength"]}
                       for (m, p) in fd.directions]
     else:
@@ -611,7 +617,12 @@ def main(argv=None) -> int:
     p.add_argument("--calib", type=int, default=4, help="calibration faces (thresholds; λ sweep uses 2)")
     p.add_argument("--strength", default="target",
                    help="λ of every row but the paper's: 'target' (per direction, for --target), 'sweep' (per part), or a number")
-    p.add_argument("--target", type=float, default=TARGET_CHANGE, help="the main-factor change λ-by-target aims at")
+    p.add_argument("--target", type=float, default=None,
+                   help=f"the main-factor change λ-by-target aims at (default {TARGET_CHANGE} factor units, "
+                        f"{TARGET_TAU} with --target-unit tau)")
+    p.add_argument("--target-unit", choices=("factor", "tau"), default="factor",
+                   help="--target in factor units, or in units of each factor's threshold τ (the part's main factor "
+                        "by |Δθ_i|/τ_i; lococourse.eval.target_strengths(thresholds=))")
     p.add_argument("--grid-points", type=int, default=6, help="points of the λ-by-target sweep")
     p.add_argument("--partial", default=None, metavar="JSON",
                    help="after each face, write the records so far here (atomically), for --rescore if the run is cut short")
@@ -670,6 +681,8 @@ def main(argv=None) -> int:
             ok = False
         if not ok:
             p.error(f"--strength must be 'target', 'sweep' or a positive number; got {a.strength!r}")
+    if a.target is None:
+        a.target = TARGET_CHANGE if a.target_unit == "factor" else TARGET_TAU
     if not a.target > 0:
         p.error(f"--target (the main-factor change λ-by-target aims at) must be positive; got {a.target}")
     if not 0 < a.true_delta < 1:
@@ -719,6 +732,11 @@ def _close(a, b, tol: float) -> bool:
     return a == b
 
 
+def _target_unit(res: dict) -> str | None:
+    """The unit of λ-by-target's target ("factor" in runs saved before --target-unit existed)."""
+    return res.get("target_unit") or ("factor" if res.get("strength_mode") == "target" else None)
+
+
 def merge(base: dict, extra: dict, tol: float = 2e-4) -> dict:
     """``base``'s results with the rows of ``extra`` that ``base`` lacks, rescored (:func:`summarize`).
 
@@ -726,6 +744,8 @@ def merge(base: dict, extra: dict, tol: float = 2e-4) -> dict:
     have the same records (factor changes within ``tol``; they are rounded to 1e-4 when saved): then the added rows
     were computed on the same faces, thresholds and inversions, and differ from a single run only in their timings."""
     bad = [k for k in MERGE_KEYS if not _close(base.get(k), extra.get(k), tol)]
+    if _target_unit(base) != _target_unit(extra):
+        bad.append("target_unit")
     if bad:
         raise ValueError(f"the two runs differ in {bad}: they are not one protocol, so their rows cannot be merged")
     new = [r for r in extra["rows"] if r not in base["rows"]]

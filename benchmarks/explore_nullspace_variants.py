@@ -100,6 +100,7 @@ from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import local_edit_success, thresholds_for, transfer_main_success, transfer_success
 from lococourse.eval.faces import (
     METHOD_OPTIONS,
+    TARGET_TAU,
     face_directions,
     fit_row,
     prepare_faces,
@@ -377,6 +378,10 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default=",".join(PARTS), help="spare, band: comma-separated parts to edit")
     ap.add_argument("--rim", type=int, default=1, help="ring: px of each hole's rim left out of the complement")
     ap.add_argument("--bands", default="1,2,3", help="band: comma-separated guard bands (px)")
+    ap.add_argument("--target-unit", choices=("factor", "tau"), default="factor",
+                    help="every variant but target and transfer: λ-by-target in factor units (0.12) or in units of "
+                         "each factor's τ (--tau-target × τ; the table's --target-unit tau)")
+    ap.add_argument("--tau-target", type=float, default=TARGET_TAU, help="with --target-unit tau: the target in τ units")
     ap.add_argument("--method", default="loco_band_sampler_ridge",
                     help="spare, band, transfer, retarget: the table's method they start from (a METHODS row)")
     a = ap.parse_args(argv)
@@ -402,6 +407,8 @@ def main(argv=None) -> int:
     targets = [float(x) for x in a.targets.split(",")]
     if any(not x > 0 for x in targets):
         ap.error(f"--targets must list positive changes; got {a.targets!r}")
+    if not a.tau_target > 0:
+        ap.error(f"--tau-target must be positive; got {a.tau_target}")
     if a.method not in METHOD_OPTIONS:
         ap.error(f"--method must be one of {list(METHOD_OPTIONS)}; got {a.method!r}")
     torch.set_num_threads(1)
@@ -452,7 +459,10 @@ def main(argv=None) -> int:
                 dirs = steps_directions(model, faces, i, steps)
             else:
                 dirs = rnull_directions(model, faces, i, r_nulls)
-            chosen = target_strengths(model, faces, i, dirs, grid)
+            if a.target_unit == "tau":
+                chosen = target_strengths(model, faces, i, dirs, grid, target=a.tau_target, thresholds=th)
+            else:
+                chosen = target_strengths(model, faces, i, dirs, grid)
             for k, d in dirs.items():
                 for s in (-1, 1):
                     xs.append(faces.x_t[i] + s * chosen[k].strength * d.v)

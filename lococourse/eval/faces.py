@@ -331,19 +331,39 @@ def edit_face(model, seed: int, part: str, *, t: float = 0.6, index: int = 0, st
 # ---------------------------------------------------------------------------------------- λ per direction
 #: The default target of λ-by-target: the edited part's main factor moves by this much (factors live in [0, 1]).
 TARGET_CHANGE = 0.12
+#: The default target of λ-by-target in units of the thresholds (``target_strengths(..., thresholds=τ)``): the part's
+#: main factor moves by this many times its own τ — twice the change the metric can tell from estimator noise.
+TARGET_TAU = 2.0
 
 
-def part_response(changes: torch.Tensor, part: str) -> torch.Tensor:
-    """max over the factors of ``part`` of |Δθ|: how strongly an edit changed its own part.  changes: (…, 9)."""
+def part_response(changes: torch.Tensor, part: str, thresholds: Thresholds | None = None) -> torch.Tensor:
+    """How strongly an edit changed its own part: max over the factors i of ``part`` of |Δθ_i| (factor units), or of
+    |Δθ_i| / τ_i with ``thresholds`` (units of each factor's τ).  changes: (…, 9) → (…)."""
     idx = [FACTOR_NAMES.index(n) for n in factors_of_part(part)]
-    return as_theta(changes)[..., idx].abs().max(-1).values
+    c = as_theta(changes)[..., idx].abs()
+    if thresholds is not None:
+        if not isinstance(thresholds, Thresholds):
+            raise TypeError(f"thresholds must be a lococourse.eval.Thresholds; got {type(thresholds).__name__}")
+        c = c / thresholds.tau[idx].to(c)
+    return c.max(-1).values
 
 
 def target_strengths(model, faces: FaceSet, i: int, directions: dict, grid: Sequence[float], *,
-                     target: float = TARGET_CHANGE, config: EstimatorConfig | None = None) -> dict:
+                     target: float = TARGET_CHANGE, thresholds: Thresholds | None = None,
+                     config: EstimatorConfig | None = None) -> dict:
     """λ per direction (``directions``: (method, part) → Direction on face ``i``) at which the direction's edit
     at +λ moves its part's main factor by ``target`` (:func:`~lococourse.editing.strength.strength_for_target`),
-    from one batched sweep over ``grid``.  Records the choice in each Direction (``extra["strength"]``)."""
+    from one batched sweep over ``grid``.  Records the choice in each Direction (``extra["strength"]``, with
+    ``unit``).
+
+    ``target`` is in factor units (default :data:`TARGET_CHANGE`); with ``thresholds`` it is in units of each factor's
+    τ (:func:`part_response`; e.g. :data:`TARGET_TAU`), so an edit of a part whose factors the estimator reads less
+    precisely (a larger τ, e.g. the mouth's width at small t) is driven further, and one read precisely no further
+    than it takes to be seen.  Neither is the paper's: it picks λ by hand per edit (Appendix G)."""
+    if thresholds is not None and not isinstance(thresholds, Thresholds):
+        raise TypeError(f"thresholds must be a lococourse.eval.Thresholds; got {type(thresholds).__name__}")
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0 or target == float("inf"):
+        raise ValueError(f"the target change must be a positive finite number; got {target!r}")
     keys = list(directions)
     lams = [float(v) for v in grid]
     if not keys:
@@ -353,11 +373,11 @@ def target_strengths(model, faces: FaceSet, i: int, directions: dict, grid: Sequ
     ch = factor_changes(faces.recon[[i] * len(xs)], out, config, reference=fit_row(faces, [i] * len(xs)))
     resp = {}
     for a, k in enumerate(keys):
-        resp[k] = part_response(ch[a * len(lams):(a + 1) * len(lams)], k[1]).tolist()
+        resp[k] = part_response(ch[a * len(lams):(a + 1) * len(lams)], k[1], thresholds).tolist()
     chosen = {}
     for k in keys:
         choice: StrengthChoice = strength_for_target(lambda _lams, k=k: resp[k], target, lams)
-        directions[k].extra["strength"] = choice.as_dict()
+        directions[k].extra["strength"] = {**choice.as_dict(), "unit": "factor" if thresholds is None else "tau"}
         chosen[k] = choice
     return chosen
 

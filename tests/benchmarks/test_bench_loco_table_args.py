@@ -13,6 +13,8 @@ bench = load_bench("bench_loco_table")
     (["--methods", "loco,nope"], "--methods must list methods among"),
     (["--methods", ","], "--methods must list methods among"),
     (["--target", "0"], "--target (the main-factor change λ-by-target aims at) must be positive; got 0.0"),
+    (["--target", "-1", "--target-unit", "tau"], "--target (the main-factor change λ-by-target aims at) must be positive; got -1.0"),
+    (["--target-unit", "sigma"], "argument --target-unit: invalid choice: 'sigma'"),
     (["--images", "2", "--transfers", "2"], "--images (2) must exceed --transfers (2)"),
 ])
 def test_bad_arguments_fail_before_any_model_work(argv, message, capsys, monkeypatch):
@@ -69,6 +71,10 @@ def test_merging_two_parts_of_one_run_gives_that_runs_table():
     with pytest.raises(ValueError, match=r"differ in \['thresholds'\]"):
         bench.merge(base, other)
     other = json.loads(json.dumps(extra))
+    other["target_unit"] = "tau"  # λ by a target in units of τ: not the same protocol as a run in factor units
+    with pytest.raises(ValueError, match=r"differ in \['target_unit'\]"):
+        bench.merge(base, other)
+    other = json.loads(json.dumps(extra))
     next(r for r in other["records"] if r["method"] == "loco")["changes"][0] += 0.01
     with pytest.raises(ValueError, match="records differ in 1 of"):
         bench.merge(base, other)
@@ -103,7 +109,7 @@ def test_outputs_are_not_overwritten_unasked(tmp_path, capsys, monkeypatch):
     assert again["table"] == json.loads(first)["table"]
 
 
-@pytest.mark.parametrize("name", ["loco_table_t06_20faces_cores_select.json", "loco_table_t04_20faces_cores_select.json"])
+@pytest.mark.parametrize("name", [f"loco_table_t0{t}_20faces_{run}.json" for run in ("cores_select", "tau2") for t in (6, 4)])
 def test_the_saved_selection_row_kept_the_least_leaky_candidate(name):
     """The saved tables' ``loco_select`` row: per face and part, the candidate whose recorded ±λ edits have the least
     mean pixel leakage (each record's leakage was measured on its own edit), with that candidate's records and

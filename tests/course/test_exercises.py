@@ -174,15 +174,16 @@ def _weight_gap_peak_oracle() -> float:
     tvs = []
     for t in ex.gap_times().tolist():
         ab = _alpha_bar(t)
-        xs = lab.noisy_samples(lab.coordinate_molrg(list(ranks)), t, n=ex.GAP_POINTS, seed=0).x_t.numpy()
-        tv = 0.0
-        for x in xs:
-            wb, _, _ = _gaussian_posterior(x, bases, ab, cov=False)
-            logits = np.array([ab / (2 * (1 - ab)) * np.sum((M.T @ x) ** 2) for M in bases])
-            wp = np.exp(logits - logits.max())
-            wp /= wp.sum()
-            tv += 0.5 * np.abs(wb - wp).sum()
-        tvs.append(tv / len(xs))
+        xs = lab.noisy_samples(lab.coordinate_molrg(list(ranks)), t, n=ex.GAP_POINTS, seed=0).x_t.numpy()  # (n, d)
+        # Bayes: log p(x_t | k) = −½ x_tᵀ Cov[x_t | k]⁻¹ x_t − ½ log det, all n points in one solve per class
+        logp = np.stack([-0.5 * np.sum(xs * _solve(L, xs.T).T, 1) - 0.5 * logdet
+                         for _, L, logdet in _class_factors(bases, ab)], 1)  # (n, K)
+        wb = np.exp(logp - logp.max(1, keepdims=True))
+        wb /= wb.sum(1, keepdims=True)
+        logits = np.stack([ab / (2 * (1 - ab)) * np.sum((xs @ M) ** 2, 1) for M in bases], 1)  # the printed rule
+        wp = np.exp(logits - logits.max(1, keepdims=True))
+        wp /= wp.sum(1, keepdims=True)
+        tvs.append(float((0.5 * np.abs(wb - wp).sum(1)).mean()))
     return float(ex.gap_times()[int(np.argmax(tvs))])
 
 

@@ -365,3 +365,49 @@ def test_sampler_methods_project_off_the_chosen_sampler(molrg_faces, steps):
     got = fd.directions[("loco_sampler", "hair")].v.reshape(-1).double().numpy()
     assert abs(float(got @ vp / np.linalg.norm(vp))) == pytest.approx(1, abs=1e-6)
     assert np.abs(Vbar.T @ got).max() < 1e-6
+
+
+# ---------------------------------------------------------------------------------------- λ by a target in units of τ
+def test_part_response_in_units_of_tau():
+    """max over the part's factors of |Δθ_i| (factor units) or |Δθ_i| / τ_i (numpy oracle)."""
+    g = np.random.default_rng(0)
+    ch = g.normal(size=(4, 9))
+    tau = g.uniform(0.02, 0.3, size=9)
+    th = fe.Thresholds(torch.tensor(tau))
+    for part, names in (("mouth", ["mouth_curve", "mouth_width"]), ("background", ["bg_hue"])):
+        idx = [I[n] for n in names]
+        assert np.allclose(fe.part_response(torch.tensor(ch), part).numpy(), np.abs(ch[:, idx]).max(1))
+        assert np.allclose(fe.part_response(torch.tensor(ch), part, th).numpy(), (np.abs(ch[:, idx]) / tau[idx]).max(1))
+    with pytest.raises(TypeError, match="Thresholds"):
+        fe.part_response(torch.tensor(ch), "mouth", [0.05] * 9)
+
+
+def test_target_in_units_of_tau_scales_the_target(molrg_faces, monkeypatch):
+    """With every τ = c, a target of T·τ is the factor-unit target c·T: the same λ, to rounding (the sweep's
+    responses are the factor-unit ones divided by c).  With unequal τ the recorded responses are
+    max_i |Δθ_i|/τ_i of the factor-unit sweep's own changes; bad targets are refused before any sampling."""
+    model, faces = molrg_faces
+    fd = fe.face_directions(model, faces, 0, methods=["loco"], parts=["hair", "mouth"], r=3, r_null=2, max_iter=20)
+    grid = [0.5, 1.0, 2.0, 4.0, 8.0]
+    c, T = 0.04, 2.0
+    a = fe.target_strengths(model, faces, 0, dict(fd.directions), grid, target=c * T)
+    b = fe.target_strengths(model, faces, 0, dict(fd.directions), grid, target=T,
+                            thresholds=fe.Thresholds(torch.full((9,), c)))
+    for k in fd.directions:
+        assert np.allclose(np.array(b[k].response) * c, a[k].response, rtol=1e-5)
+        assert b[k].strength == pytest.approx(a[k].strength, rel=1e-5) and b[k].reached == a[k].reached
+    assert fd.directions[("loco", "hair")].extra["strength"]["unit"] == "tau"
+    tau = torch.linspace(0.02, 0.2, 9, dtype=torch.float64)
+    u = fe.target_strengths(model, faces, 0, dict(fd.directions), grid, target=T, thresholds=fe.Thresholds(tau))
+    names = {"hair": ["hair_colour", "hair_length"], "mouth": ["mouth_curve", "mouth_width"]}
+    x = torch.stack([faces.x_t[0] + lam * fd.directions[("loco", "mouth")].v for lam in grid])
+    ch = fe.factor_changes(faces.recon[[0] * len(grid)], fe.sample_edits(model, x, faces.t, steps=faces.sample_steps))
+    idx = [I[n] for n in names["mouth"]]
+    assert np.allclose(u[("loco", "mouth")].response, (ch[:, idx].abs() / tau[idx]).max(1).values.numpy(), rtol=1e-4)
+    monkeypatch.setattr(fe.faces, "sample_edits", lambda *a, **k: pytest.fail("no sampling before the checks"))
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="target change must be a positive finite number"):
+            fe.target_strengths(model, faces, 0, dict(fd.directions), grid, target=bad,
+                                thresholds=fe.Thresholds(tau))
+    with pytest.raises(TypeError, match="Thresholds"):
+        fe.target_strengths(model, faces, 0, dict(fd.directions), grid, thresholds=tau)
