@@ -84,6 +84,10 @@ Keeping the whole holes had frozen their soft rim, which blends the skin colour,
 away around the eyes, and the estimator read the frozen rim as an eye-size change (the refine row's face edits moved
 eye_size past τ in 17 of 40, with the opposite sign to skin_tone, ratio −0.22).  It became the option
 ``find_direction(band_spare=True, spare_rim=1)`` and the table's ``loco_cores*`` rows.
+``band --images 10 --parts background --method loco_cores_refine --target-unit tau --bands 0,2,4`` (2026-12-06, λ by
+2 τ, the table's ``--target-unit tau``; t = 0.4 and 0.6 beside each other): background 0.25 / 0.35 / 0.40 at t = 0.4
+(``--bands 6,8``: 0.40 / 0.40) and 0.40 / 0.50 / 0.55 at t = 0.6, 20 edits each — within the noise, so the 2 px band
+stays for the background too.
 """
 from __future__ import annotations
 
