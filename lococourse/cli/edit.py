@@ -3,7 +3,7 @@
     lococourse edit --model NAME (--image PATH | --seed N) --mask NAME|x0,y0,x1,y1|PATH
                     --t T --index K --strength L --out OUT.png [--r R] [--r-null R'] [--overwrite]
                     [--band B] [--nullspace pmp|sampler] [--projection subspace|ridge [--ridge C] [--refine N]]
-                    [--keep-holes RIM] [--select]
+                    [--keep-holes RIM] [--select] [--strength auto [--target C]]
 
 1. the image: a PNG of the model's size (``--image``), or, for ``--seed N``, the face
    ``sample_faces(1, N)`` of a procedural-faces model (any other model: its own DDIM sample from
@@ -13,7 +13,9 @@
    the face fitted to it by analysis by synthesis (lococourse.eval) — or a rectangle
    ``x0,y0,x1,y1`` (pixels, x = column), or a mask image;
 3. x_t = DDIM-Inv(x₀, t), v_p from the masked Jacobian and the nullspace projection (top-r, top-r'),
-   x₀' = DDIM(x_t + λ v_p, 0).
+   x₀' = DDIM(x_t + λ v_p, 0).  ``--strength auto`` (faces models, a named part; ours): step 9 at the 6 λ of
+   ``default_strength_grid``, the part's factors read off each edit, and λ where the part's main factor moves by
+   ``--target`` × its threshold τ (:func:`strength_by_target`), sampled once more.
 
 Every argument, the mask, the image and the outputs are checked before the model is loaded.  Writes
 OUT.png (the edited image, clamped to [-1, 1] for the PNG), and the direction beside it: OUT.safetensors +
@@ -48,10 +50,12 @@ from lococourse.cli.common import (
 )
 from lococourse.data.faces import FACTOR_NAMES, PARTS, render_faces, sample_faces
 from lococourse.data.images import write_png as write_array_png
-from lococourse.editing.loco import NULLSPACES, PROJECTIONS, RIDGE_C, SAMPLER_STEPS, loco_edit, outside
+from lococourse.editing.loco import NULLSPACES, PROJECTIONS, RIDGE_C, SAMPLER_STEPS, apply_directions, loco_edit, outside
 from lococourse.editing.masks import parse_mask
 from lococourse.editing.metrics import edit_report
+from lococourse.editing.strength import default_strength_grid, strength_for_target
 from lococourse.eval.decisions import changed, local_edit_success, thresholds_for
+from lococourse.eval.faces import TARGET_TAU, part_response
 from lococourse.eval.factors import estimate_factors, factor_changes
 from lococourse.models.ddim import ddim_grid, ddim_sample
 from lococourse.models.registry import (
@@ -66,6 +70,12 @@ from lococourse.models.registry import (
 )
 
 FACES_GENERATOR = "lococourse.data.faces.render_faces"
+AUTO = "auto"
+
+
+def strength_arg(s: str) -> float | str:
+    """argparse type of --strength: a decimal number, or 'auto' (λ by a target, faces models)."""
+    return AUTO if s.strip().lower() == AUTO else number(s)
 
 
 def add_arguments(p) -> None:
@@ -78,7 +88,11 @@ def add_arguments(p) -> None:
                                                  "a rectangle x0,y0,x1,y1 in pixels, or a mask image")
     p.add_argument("--t", type=number, default=None, help="edit time in (0, 1] (default: the model card's, else 0.6)")
     p.add_argument("--index", type=integer, default=0, help="k: which singular vector of the masked Jacobian (0-based)")
-    p.add_argument("--strength", type=number, required=True, help="λ: how far to move x_t along the direction")
+    p.add_argument("--strength", type=strength_arg, required=True,
+                   help="λ: how far to move x_t along the direction, or 'auto' (faces models, a named part; ours): the "
+                        "λ at which the part's main factor moves by --target × its threshold τ, by a sweep of 6 edits")
+    p.add_argument("--target", type=number, default=None,
+                   help=f"with --strength auto: the main factor's change in units of its τ (default {TARGET_TAU})")
     p.add_argument("--r", type=integer, default=5, help="top-r singular vectors of the masked Jacobian (k < r)")
     p.add_argument("--r-null", type=integer, default=5, help="r': complement directions projected out (0: no projection)")
     p.add_argument("--out", required=True, help="OUT.png; the direction goes to OUT.safetensors and OUT.json")
@@ -207,13 +221,23 @@ def describe_faces_change(model, reference, edited, part: str | None = None) -> 
     return msg
 
 
+def strength_by_target(model, res, part: str, grid: list, target: float):
+    """λ at which the +λ edit moves ``part``'s main factor by ``target`` × its threshold (faces models), from the
+    edits of ``res`` (step 9 at each λ of ``grid``; :func:`lococourse.eval.part_response` in units of τ,
+    :func:`lococourse.editing.strength.strength_for_target`)."""
+    th = thresholds_for(model.shape[-1])
+    ch = factor_changes(res.reconstruction.expand_as(res.edited), res.edited)
+    resp = part_response(ch, part, th).tolist()
+    return strength_for_target(lambda _lams: resp, target, grid)
+
+
 # ---------------------------------------------------------------------------------------- edit
 @dataclass
 class EditPlan:
     spec: ModelSpec
     prediction_type: str
     t: float
-    strength: float
+    strength: float | None  # None: --strength auto (λ by target, chosen after the direction is found)
     out: Path
     outputs: Outputs
     x0: torch.Tensor | None  # None: sampled from --seed by the model after loading
@@ -227,7 +251,17 @@ class EditPlan:
 def plan_edit(args) -> EditPlan:
     """Everything that can be checked without the model's weights, checked; raises CLIError naming the value."""
     out = check_out_png(args.out)
-    lam = check_strength_arg(args.strength)
+    auto = args.strength == AUTO
+    lam = None if auto else check_strength_arg(args.strength)
+    if args.target is not None and not auto:
+        raise CLIError(f"--target {args.target:g} applies only with --strength auto (λ is --strength {args.strength:g}); "
+                       "drop it or give --strength auto")
+    if auto:
+        if args.target is None:
+            args.target = TARGET_TAU
+        if not (math.isfinite(args.target) and args.target > 0):
+            raise CLIError(f"--target {args.target:g} is out of range; give a finite change > 0 in units of τ "
+                           f"(default {TARGET_TAU})")
     check_seed_arg(args.seed)
     tol, max_iter = check_tol_arg(args.tol), check_max_iter_arg(args.max_iter)
     if not isinstance(args.mask, str) or not args.mask.strip():
@@ -260,6 +294,11 @@ def plan_edit(args) -> EditPlan:
     else:
         source = f"model sample, seed {args.seed}"
     mask = resolve_mask(args.mask, spec, named, where=source)
+    if auto and not (faces and args.mask in PARTS):
+        why = (f"model {spec.name} is not a faces model" if not faces else
+               f"--mask {args.mask!r} is not one of the face's parts {list(PARTS)}")
+        raise CLIError(f"--strength auto reads the edited part's factors off the image, so it needs a faces model and a "
+                       f"named part; {why}. Give --strength a number instead")
     if isinstance(args.band, bool) or not isinstance(args.band, int) or args.band < 0:
         raise CLIError(f"--band {args.band} is out of range; give a number of pixels ≥ 0")
     if args.keep_holes is not None:
@@ -309,13 +348,22 @@ def run(args) -> int:
         model = load_model(args.model, prediction_type=plan.prediction_type)
         x0 = plan.x0 if plan.x0 is not None else sample_source(model, args.seed, args)[0]
         progress(args, f"mask {args.mask!r}: {int(plan.mask.sum())} of {plan.mask.numel()} pixels")
-        res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=[plan.strength], r=args.r,
+        auto = plan.strength is None
+        grid = default_strength_grid(math.prod(model.shape)) if auto else None  # √d·2^(−6 … −1), 6 points
+        res = loco_edit(model, x0, plan.mask, plan.t, index=args.index, strengths=grid if auto else [plan.strength], r=args.r,
                         r_null=args.r_null, tol=plan.tol, max_iter=plan.max_iter, band=args.band,
                         band_spare=args.keep_holes is not None, spare_rim=args.keep_holes or 0, nullspace=args.nullspace,
                         sampler_steps=args.sampler_steps or SAMPLER_STEPS, projection=args.projection,
                         ridge=args.ridge or RIDGE_C, refine=args.refine, select=bool(args.select),
                         progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
+        if auto:  # λ by target (ours): the sweep's edits were step 9 at the grid's λ; the chosen λ is sampled once more
+            choice = strength_by_target(model, res, args.mask, grid, args.target)
+            plan.strength = choice.strength
+            direction.extra["strength_choice"] = {**choice.as_dict(), "unit": "tau"}
+            progress(args, f"λ by target: {choice.strength:.3f} moves the {args.mask}'s main factor by {args.target:g} τ"
+                     + ("" if choice.reached else " — NOT reached on the grid: its largest λ is used"))
+            edited = apply_directions(model, res.x_t, res.t, direction=direction, strengths=[choice.strength])[0]
         direction.model, direction.found_at = plan.spec.name, plan.spec.source
         part = args.mask if args.mask in plan.named else None
         # "seed" of the direction is the power method's; say so, and keep the image's --seed apart from it
