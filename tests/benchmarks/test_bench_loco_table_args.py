@@ -110,7 +110,7 @@ def test_outputs_are_not_overwritten_unasked(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("name", [*(f"loco_table_t0{t}_20faces_{run}.json" for run in ("cores_select", "tau2") for t in (6, 4)),
-                                  "loco_table_t06_20faces_tau2_allrows.json"])
+                                  *(f"loco_table_t0{t}_20faces_tau2_allrows.json" for t in (6, 4))])
 def test_the_saved_selection_row_kept_the_least_leaky_candidate(name):
     """The saved tables' ``loco_select`` row: per face and part, the candidate whose recorded ±λ edits have the least
     mean pixel leakage (each record's leakage was measured on its own edit), with that candidate's records and
