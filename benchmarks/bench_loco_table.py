@@ -303,7 +303,7 @@ def face_rows(model, faces, i: int, ctx: dict, ub: dict) -> dict:
                          sampler_steps=ctx["sampler_steps"])
     skipped += len(fd.skipped)
     if mode == "target":
-        tau = thresholds if ctx.get("target_unit", "factor") == "tau" else None
+        tau = thresholds if ctx["target_unit"] == "tau" else None
         chosen = {k: c.strength for k, c in target_strengths(model, faces, i, fd.directions, grid,
                                                               target=ctx["target"], thresholds=tau).items()}
         strengths += [{"image": i, "method": m, "part": p, **fd.directions[(m, p)].extra["strength"]}

@@ -463,10 +463,8 @@ def main(argv=None) -> int:
                 dirs = steps_directions(model, faces, i, steps)
             else:
                 dirs = rnull_directions(model, faces, i, r_nulls)
-            if a.target_unit == "tau":
-                chosen = target_strengths(model, faces, i, dirs, grid, target=a.tau_target, thresholds=th)
-            else:
-                chosen = target_strengths(model, faces, i, dirs, grid)
+            tau = dict(target=a.tau_target, thresholds=th) if a.target_unit == "tau" else {}
+            chosen = target_strengths(model, faces, i, dirs, grid, **tau)
             for k, d in dirs.items():
                 for s in (-1, 1):
                     xs.append(faces.x_t[i] + s * chosen[k].strength * d.v)

@@ -15,7 +15,7 @@
 3. x_t = DDIM-Inv(x₀, t), v_p from the masked Jacobian and the nullspace projection (top-r, top-r'),
    x₀' = DDIM(x_t + λ v_p, 0).  ``--strength auto`` (faces models, a named part; ours): step 9 at the 6 λ of
    ``default_strength_grid``, the part's factors read off each edit, and λ where the part's main factor moves by
-   ``--target`` × its threshold τ (:func:`strength_by_target`), sampled once more.
+   ``--target`` × its threshold τ (:func:`lococourse.eval.strength_from_sweep`), sampled once more.
 
 Every argument, the mask, the image and the outputs are checked before the model is loaded.  Writes
 OUT.png (the edited image, clamped to [-1, 1] for the PNG), and the direction beside it: OUT.safetensors +
@@ -53,9 +53,9 @@ from lococourse.data.images import write_png as write_array_png
 from lococourse.editing.loco import NULLSPACES, PROJECTIONS, RIDGE_C, SAMPLER_STEPS, apply_directions, loco_edit, outside
 from lococourse.editing.masks import parse_mask
 from lococourse.editing.metrics import edit_report
-from lococourse.editing.strength import default_strength_grid, strength_for_target
+from lococourse.editing.strength import default_strength_grid
 from lococourse.eval.decisions import changed, local_edit_success, thresholds_for
-from lococourse.eval.faces import TARGET_TAU, part_response
+from lococourse.eval.faces import TARGET_TAU, strength_from_sweep
 from lococourse.eval.factors import estimate_factors, factor_changes
 from lococourse.models.ddim import ddim_grid, ddim_sample
 from lococourse.models.registry import (
@@ -221,16 +221,6 @@ def describe_faces_change(model, reference, edited, part: str | None = None) -> 
     return msg
 
 
-def strength_by_target(model, res, part: str, grid: list, target: float):
-    """λ at which the +λ edit moves ``part``'s main factor by ``target`` × its threshold (faces models), from the
-    edits of ``res`` (step 9 at each λ of ``grid``; :func:`lococourse.eval.part_response` in units of τ,
-    :func:`lococourse.editing.strength.strength_for_target`)."""
-    th = thresholds_for(model.shape[-1])
-    ch = factor_changes(res.reconstruction.expand_as(res.edited), res.edited)
-    resp = part_response(ch, part, th).tolist()
-    return strength_for_target(lambda _lams: resp, target, grid)
-
-
 # ---------------------------------------------------------------------------------------- edit
 @dataclass
 class EditPlan:
@@ -358,7 +348,8 @@ def run(args) -> int:
                         progress=lambda msg: progress(args, msg))
         direction, recon, edited = res.direction, res.reconstruction, res.edited[0]
         if auto:  # λ by target (ours): the sweep's edits were step 9 at the grid's λ; the chosen λ is sampled once more
-            choice = strength_by_target(model, res, args.mask, grid, args.target)
+            ch = factor_changes(res.reconstruction.expand_as(res.edited), res.edited)
+            choice = strength_from_sweep(ch, args.mask, grid, args.target, thresholds_for(model.shape[-1]))
             plan.strength = choice.strength
             direction.extra["strength_choice"] = {**choice.as_dict(), "unit": "tau"}
             progress(args, f"λ by target: {choice.strength:.3f} moves the {args.mask}'s main factor by {args.target:g} τ"

@@ -39,6 +39,7 @@ from lococourse.eval.faces import (
     resample_factors,
     resolve_thresholds,
     sample_edits,
+    strength_from_sweep,
     target_strengths,
     true_factor_edits,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "TARGET_CHANGE",
     "TARGET_TAU",
     "part_response",
+    "strength_from_sweep",
     "target_strengths",
     "true_factor_edits",
     "resample_factors",

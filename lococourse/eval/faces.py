@@ -341,11 +341,24 @@ def part_response(changes: torch.Tensor, part: str, thresholds: Thresholds | Non
     |Δθ_i| / τ_i with ``thresholds`` (units of each factor's τ).  changes: (…, 9) → (…)."""
     idx = [FACTOR_NAMES.index(n) for n in factors_of_part(part)]
     c = as_theta(changes)[..., idx].abs()
-    if thresholds is not None:
-        if not isinstance(thresholds, Thresholds):
-            raise TypeError(f"thresholds must be a lococourse.eval.Thresholds; got {type(thresholds).__name__}")
+    if _checked(thresholds) is not None:
         c = c / thresholds.tau[idx].to(c)
     return c.max(-1).values
+
+
+def _checked(thresholds: Thresholds | None) -> Thresholds | None:
+    if thresholds is not None and not isinstance(thresholds, Thresholds):
+        raise TypeError(f"thresholds must be a lococourse.eval.Thresholds; got {type(thresholds).__name__}")
+    return thresholds
+
+
+def strength_from_sweep(changes: torch.Tensor, part: str, grid: Sequence[float], target: float,
+                        thresholds: Thresholds | None = None) -> StrengthChoice:
+    """λ-by-target from a sweep already sampled: ``changes`` (L, 9) are the factor changes of the +λ edits at the L
+    λ of ``grid``; the response is :func:`part_response` (in units of τ with ``thresholds``) and λ its linear
+    interpolation at ``target`` (:func:`~lococourse.editing.strength.strength_for_target`)."""
+    resp = part_response(changes, part, thresholds).tolist()
+    return strength_for_target(lambda _lams: resp, target, grid)
 
 
 def target_strengths(model, faces: FaceSet, i: int, directions: dict, grid: Sequence[float], *,
@@ -360,8 +373,7 @@ def target_strengths(model, faces: FaceSet, i: int, directions: dict, grid: Sequ
     τ (:func:`part_response`; e.g. :data:`TARGET_TAU`), so an edit of a part whose factors the estimator reads less
     precisely (a larger τ, e.g. the mouth's width at small t) is driven further, and one read precisely no further
     than it takes to be seen.  Neither is the paper's: it picks λ by hand per edit (Appendix G)."""
-    if thresholds is not None and not isinstance(thresholds, Thresholds):
-        raise TypeError(f"thresholds must be a lococourse.eval.Thresholds; got {type(thresholds).__name__}")
+    _checked(thresholds)
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0 or target == float("inf"):
         raise ValueError(f"the target change must be a positive finite number; got {target!r}")
     keys = list(directions)
@@ -371,12 +383,9 @@ def target_strengths(model, faces: FaceSet, i: int, directions: dict, grid: Sequ
     xs = torch.stack([faces.x_t[i] + lam * directions[k].v for k in keys for lam in lams])
     out = sample_edits(model, xs, faces.t, steps=faces.sample_steps)
     ch = factor_changes(faces.recon[[i] * len(xs)], out, config, reference=fit_row(faces, [i] * len(xs)))
-    resp = {}
-    for a, k in enumerate(keys):
-        resp[k] = part_response(ch[a * len(lams):(a + 1) * len(lams)], k[1], thresholds).tolist()
     chosen = {}
-    for k in keys:
-        choice: StrengthChoice = strength_for_target(lambda _lams, k=k: resp[k], target, lams)
+    for a, k in enumerate(keys):
+        choice = strength_from_sweep(ch[a * len(lams):(a + 1) * len(lams)], k[1], lams, target, thresholds)
         directions[k].extra["strength"] = {**choice.as_dict(), "unit": "factor" if thresholds is None else "tau"}
         chosen[k] = choice
     return chosen
